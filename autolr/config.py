@@ -1,0 +1,132 @@
+"""`TunerConfig`: everything that defines a tuning job, validated once.
+
+Every default says where it comes from. A config is frozen and rejects unknown fields, so a
+misspelled option is an error instead of a silently ignored value.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from autolr.errors import ConfigError
+
+LossSource = Literal["train", "val", "auto"]
+
+
+class TunerConfig(BaseModel):
+    """The configuration of one tuning job.
+
+    Budget rule: when ``total_steps`` is set, ``tau_min`` and ``tau_max`` are scaled down by the
+    same factor until at least ``min_stages`` whole stages (search included) fit in the budget
+    after warmup (see `autolr.plan.StagePlan`). With the paper's defaults a 3000-step budget gives
+    τ = 90, 180, 360, 720 (4 stages) instead of one and a half 1000-step stages.
+
+    Example:
+        >>> TunerConfig(min_lr=1e-4, max_lr=1e-1, total_steps=3000).probes_per_stage
+        10
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    # LR range of the search. The paper leaves it to the user; the defaults span 5 decades,
+    # wide enough for SGD (0.01-1) and Adam (1e-4-1e-2) alike.
+    min_lr: float = Field(1e-5, gt=0, description="Smallest LR the search may try.")
+    max_lr: float = Field(1.0, gt=0, description="Largest LR the search may try.")
+    # Paper (Sec. 4): τ starts at 1000 steps and doubles up to τ_max = 8000.
+    tau_min: int = Field(1000, ge=1, description="Steps of the first stage's train segment.")
+    tau_max: int = Field(8000, ge=1, description="Largest stage length τ reaches by doubling.")
+    # Paper and reference: k = 10 probes per stage, each τ' = τ/10 steps (search = training).
+    probes_per_stage: int = Field(10, ge=1, le=100, description="Probes (k) per stage.")
+    probe_fraction: float = Field(0.1, gt=0, le=1, description="Probe length τ'/τ.")
+    # AutoLRS pitfall 4: under 17 points the forecaster's outlier filter collapses.
+    min_probe_steps: int = Field(20, ge=8, description="Lower bound on τ' in steps.")
+    # Budget scaling (ours): fewer than 4 stages leaves the schedule little room to adapt.
+    min_stages: int = Field(4, ge=1, le=64, description="Stages that must fit in total_steps.")
+    total_steps: int | None = Field(
+        None, ge=1, description="Step budget, probe steps included; None runs stages forever."
+    )
+    warmup_steps: int = Field(0, ge=0, description="Steps of linear warmup before stage 0.")
+    warmup_lr: float | None = Field(
+        None, gt=0, description="LR at the end of warmup (ramp from min_lr); default √(min·max)."
+    )
+    # Reference code: training loss while τ < τ_max, validation loss (16 evaluations per probe)
+    # once probes are long enough for validation to be worth its cost.
+    loss_source: LossSource = Field("auto", description="Loss the forecaster fits.")
+    val_evals_per_probe: int = Field(16, ge=4, le=1000, description="Evaluations per val probe.")
+    # LCB exploration weight (ours): κ ≈ 2 after 3 space-filling probes; the reference's κ=1e6
+    # turned BO into a fixed grid (AutoLRS pitfall 1).
+    kappa: float = Field(2.0, ge=0, le=100, description="LCB weight μ − κσ.")
+    initial_probes: int = Field(3, ge=1, le=100, description="Space-filling probes per stage.")
+    seed: int = Field(0, ge=0, lt=2**63, description="Seed of every random choice.")
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Self:
+        if self.min_lr >= self.max_lr:
+            raise ValueError(
+                f"min_lr={self.min_lr} must be smaller than max_lr={self.max_lr}; "
+                "pass a range such as min_lr=1e-4, max_lr=1e-1"
+            )
+        if self.tau_min > self.tau_max:
+            raise ValueError(
+                f"tau_min={self.tau_min} must not exceed tau_max={self.tau_max}"
+            )
+        if self.warmup_lr is not None and not self.min_lr <= self.warmup_lr <= self.max_lr:
+            raise ValueError(
+                f"warmup_lr={self.warmup_lr} must lie in [min_lr={self.min_lr}, "
+                f"max_lr={self.max_lr}]"
+            )
+        if self.warmup_lr is not None and self.warmup_steps == 0:
+            raise ValueError(
+                f"warmup_lr={self.warmup_lr} has no effect with warmup_steps=0; "
+                "set warmup_steps or drop warmup_lr"
+            )
+        if self.total_steps is not None:
+            from autolr.plan import minimum_budget
+
+            if self.warmup_steps >= self.total_steps:
+                raise ValueError(
+                    f"warmup_steps={self.warmup_steps} leaves nothing of "
+                    f"total_steps={self.total_steps}; warmup must be shorter than the budget"
+                )
+            need = minimum_budget(self)
+            if self.total_steps < need:
+                raise ValueError(
+                    f"total_steps={self.total_steps} is too small for min_stages={self.min_stages} "
+                    f"stages of probes_per_stage={self.probes_per_stage} probes of at least "
+                    f"min_probe_steps={self.min_probe_steps} steps (plus warmup_steps="
+                    f"{self.warmup_steps}): need at least {need}; raise total_steps or lower "
+                    "probes_per_stage / min_stages"
+                )
+        return self
+
+    @property
+    def effective_warmup_lr(self) -> float:
+        """LR at the end of warmup: ``warmup_lr`` or the geometric middle of the range."""
+        if self.warmup_lr is not None:
+            return self.warmup_lr
+        return float((self.min_lr * self.max_lr) ** 0.5)
+
+    @classmethod
+    def build(cls, **fields: object) -> TunerConfig:
+        """Validate keyword fields, raising `ConfigError` (a ValueError) with every problem."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One readable line per problem: ``field=value: message``."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            parts.append(f"{loc}: unknown field (check the spelling; see TunerConfig's fields)")
+        elif "input" in err and err["loc"]:
+            parts.append(f"{loc}={err['input']!r}: {msg}")
+        else:
+            parts.append(msg)
+    return "invalid TunerConfig: " + "; ".join(parts)

@@ -1,0 +1,495 @@
+"""The AutoLRS controller: a pure state machine ``(state, report) -> (state, instruction)``.
+
+No I/O, no clock, no global randomness: a job's decisions depend only on its config (seed
+included) and the reports it receives, so the server can persist `Controller.state_dict()` after
+every report and any replica can continue the job, and the client can embed the same object.
+
+A stage is: snapshot, k probes of τ' steps (restore before every probe but the first), then a
+train segment of τ steps at the chosen LR (restore first). τ doubles up to τ_max. When a step
+budget is set it is never exceeded, and the last stage absorbs whatever is left so the run ends
+on a train segment, never on a probe.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from autolr.config import TunerConfig
+from autolr.errors import Conflict, JobFinished, ReportError
+from autolr.forecast import ExponentialForecaster, Forecaster
+from autolr.plan import StagePlan, stage_plan
+from autolr.protocol import Instruction, Report
+from autolr.space import LogSpace
+
+if TYPE_CHECKING:
+    from autolr.search import Searcher
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = 1
+#: Points kept per segment in the segment log (bucket means), enough to draw loss curves.
+LOG_POINTS_PER_SEGMENT = 64
+#: A probe whose loss ends this many baseline-magnitudes above the stage's baseline diverged.
+EXPLODE_FACTOR = 2.0
+
+
+class ProbeRecord(BaseModel):
+    """One probe's outcome. ``forecast`` is None when the forecaster rejected the series."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    probe: int
+    lr: float
+    x_unit: float
+    steps: int
+    source: Literal["train", "val"]
+    ok: bool
+    reason: str = ""
+    forecast: float | None = None
+    first_loss: float | None = None
+    last_loss: float | None = None
+
+
+class StageRecord(BaseModel):
+    """One stage: its length, its probes and the LR it chose."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: int
+    tau: int
+    probe_steps: int
+    start_step: int
+    source: Literal["train", "val"]
+    baseline: float | None = None
+    probes: list[ProbeRecord] = Field(default_factory=list)
+    chosen_lr: float | None = None
+    chosen_probe: int | None = None
+    train_steps: int | None = None
+    search_fallbacks: list[str] = Field(default_factory=list)
+
+
+class SegmentRecord(BaseModel):
+    """A finished segment: the instruction and a compact summary of what was reported."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instruction: Instruction
+    start_step: int
+    steps_run: int
+    extra_steps: int = 0
+    loss_mean: float | None = None
+    loss_last: float | None = None
+    losses: list[float | None] = Field(default_factory=list)
+    val_losses: list[tuple[int, float | None]] = Field(default_factory=list)
+
+
+class ControllerState(BaseModel):
+    """Everything the controller knows; JSON-serializable and exact on round trip."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: int = STATE_FORMAT
+    config: TunerConfig
+    steps_used: int = 0
+    current: Instruction
+    stages: list[StageRecord] = Field(default_factory=list)
+    segments: list[SegmentRecord] = Field(default_factory=list)
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _bucket_means(values: Sequence[float], points: int) -> list[float | None]:
+    """Downsample to at most ``points`` bucket means (None where a bucket is non-finite)."""
+    n = len(values)
+    if n <= points:
+        return [_finite(v) for v in values]
+    out: list[float | None] = []
+    for i in range(points):
+        chunk = values[i * n // points : (i + 1) * n // points]
+        out.append(_finite(math.fsum(chunk) / len(chunk)) if chunk else None)
+    return out
+
+
+def _tail_mean(values: Sequence[float], fraction: float = 0.1) -> float | None:
+    """Mean of the last ``fraction`` of the finite values (at least one), or None."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return None
+    k = max(1, int(len(finite) * fraction))
+    return math.fsum(finite[-k:]) / k
+
+
+def _derive_seed(seed: int, stage: int, probe: int) -> int:
+    return (seed * 1_000_003 + stage * 10_007 + probe) % (2**63)
+
+
+class Controller:
+    """Runs one AutoLRS job.
+
+    Example:
+        >>> from autolr import Controller, TunerConfig
+        >>> from autolr.protocol import Report
+        >>> ctl = Controller(TunerConfig(total_steps=3000, seed=1))
+        >>> first = ctl.start()
+        >>> (first.kind, first.snapshot, first.steps)
+        ('probe', True, 20)
+        >>> nxt = ctl.report(Report(segment=0, train_losses=[2.0 - 0.01 * i for i in range(20)]))
+        >>> (nxt.segment, nxt.kind, nxt.restore)
+        (1, 'probe', True)
+    """
+
+    def __init__(
+        self,
+        config: TunerConfig,
+        *,
+        forecaster: Forecaster | None = None,
+        searcher: Searcher | None = None,
+        _state: ControllerState | None = None,
+    ) -> None:
+        self.config = config
+        self.plan: StagePlan = stage_plan(config)
+        self.space = LogSpace(config.min_lr, config.max_lr)
+        self.forecaster: Forecaster = forecaster or ExponentialForecaster()
+        self._searcher = searcher
+        self._state = _state
+
+    # ----------------------------------------------------------------- public surface
+    def start(self) -> Instruction:
+        """The first instruction. Calling it again returns the instruction still awaited."""
+        if self._state is None:
+            placeholder = Instruction(segment=0, kind="train", lr=self.config.min_lr,
+                                      lr_end=self.config.min_lr, steps=0)
+            self._state = ControllerState(config=self.config, current=placeholder)
+            self._state.current = self._first_instruction()
+        return self._state.current
+
+    def report(self, report: Report) -> Instruction:
+        """Take the report for the awaited segment and return the next instruction.
+
+        Raises:
+            Conflict: the report names a segment other than the awaited one (or the one before,
+                which is answered idempotently with the current instruction).
+            JobFinished: the job is finished and the report is for a segment never issued.
+            ReportError: the report does not fit its instruction (kind, too many losses).
+        """
+        state = self._require_started()
+        current = state.current
+        if report.segment == current.segment - 1:
+            return current  # duplicate of the last report: idempotent, changes nothing
+        if current.finished and report.segment >= current.segment:
+            raise JobFinished(
+                f"the job finished after segment {current.segment - 1}; "
+                f"there is no segment {report.segment} to report"
+            )
+        if report.segment != current.segment:
+            raise Conflict(expected=current.segment, got=report.segment)
+        self._check(report, current)
+        self._record_segment(report, current)
+        state.current = self._advance(report, current)
+        return state.current
+
+    @property
+    def finished(self) -> bool:
+        """True once the step budget is spent."""
+        return self._state is not None and self._state.current.finished
+
+    @property
+    def current(self) -> Instruction:
+        """The instruction whose report is awaited."""
+        return self._require_started().current
+
+    @property
+    def steps_used(self) -> int:
+        """Steps reported so far (probes, training and extra steps)."""
+        return self._state.steps_used if self._state else 0
+
+    @property
+    def stages(self) -> list[StageRecord]:
+        """Records of the stages so far (copies)."""
+        return [s.model_copy(deep=True) for s in (self._state.stages if self._state else [])]
+
+    @property
+    def segments(self) -> list[SegmentRecord]:
+        """The segment log: finished segments with their loss summaries (copies)."""
+        return [s.model_copy(deep=True) for s in (self._state.segments if self._state else [])]
+
+    @property
+    def schedule(self) -> list[Instruction]:
+        """The segments run so far (kind, lr, lr_end, steps), in order."""
+        return [s.instruction for s in (self._state.segments if self._state else [])]
+
+    def state_dict(self) -> dict[str, Any]:
+        """A JSON-serializable snapshot of the whole controller state."""
+        state = self._require_started()
+        return state.model_dump(mode="json")
+
+    @classmethod
+    def from_state_dict(
+        cls,
+        state: dict[str, Any],
+        *,
+        forecaster: Forecaster | None = None,
+        searcher: Searcher | None = None,
+    ) -> Controller:
+        """Rebuild a controller whose future decisions equal the original's."""
+        try:
+            parsed = ControllerState.model_validate(state)
+        except ValidationError as exc:
+            raise ReportError(f"not a valid controller state: {exc}") from None
+        if parsed.format != STATE_FORMAT:
+            raise ReportError(
+                f"controller state format {parsed.format} is not supported "
+                f"(this autolr reads format {STATE_FORMAT})"
+            )
+        return cls(parsed.config, forecaster=forecaster, searcher=searcher, _state=parsed)
+
+    # ----------------------------------------------------------------- internals
+    def _require_started(self) -> ControllerState:
+        if self._state is None:
+            raise RuntimeError("call Controller.start() before report() or state_dict()")
+        return self._state
+
+    @property
+    def searcher(self) -> Searcher:
+        if self._searcher is None:
+            from autolr.search import GPSearcher
+
+            self._searcher = GPSearcher(
+                kappa=self.config.kappa, n_init=self.config.initial_probes
+            )
+        return self._searcher
+
+    def _remaining(self) -> int | None:
+        total = self.config.total_steps
+        return None if total is None else max(0, total - self._require_started().steps_used)
+
+    def _check(self, report: Report, current: Instruction) -> None:
+        if report.kind is not None and report.kind != current.kind:
+            raise ReportError(
+                f"report for segment {report.segment} says kind={report.kind!r}, but segment "
+                f"{current.segment} is a {current.kind!r} segment"
+            )
+        n = len(report.train_losses)
+        if n > current.steps:
+            raise ReportError(
+                f"report for segment {report.segment} has {n} train_losses, but the segment has "
+                f"only steps={current.steps}; send one loss per step run"
+            )
+        if n == 0 and current.steps > 0:
+            raise ReportError(
+                f"report for segment {report.segment} has no train_losses; send one loss per "
+                f"step run (the segment asked for {current.steps})"
+            )
+
+    def _record_segment(self, report: Report, current: Instruction) -> None:
+        state = self._require_started()
+        losses = report.train_losses
+        finite = [v for v in losses if math.isfinite(v)]
+        val = sorted((int(s), v) for s, v in report.val_losses if 0 < s <= current.steps)
+        state.segments.append(
+            SegmentRecord(
+                instruction=current,
+                start_step=state.steps_used,
+                steps_run=len(losses),
+                extra_steps=report.extra_steps,
+                loss_mean=_finite(math.fsum(finite) / len(finite)) if finite else None,
+                loss_last=_tail_mean(losses),
+                losses=_bucket_means(losses, LOG_POINTS_PER_SEGMENT),
+                val_losses=[(s, _finite(v)) for s, v in val],
+            )
+        )
+        state.steps_used += len(losses) + report.extra_steps
+
+    def _advance(self, report: Report, current: Instruction) -> Instruction:
+        state = self._require_started()
+        nxt = current.segment + 1
+        if current.kind == "probe":
+            stage = state.stages[-1]
+            self._record_probe(stage, report, current)
+            if len(stage.probes) < self.plan.probes_per_stage and self._fits_probe(stage):
+                return self._probe_instruction(nxt, stage)
+            return self._train_instruction(nxt, stage)
+        if current.kind == "anneal":
+            return self._finish(nxt, current.lr_end)
+        # warmup or train finished: start the next stage (or finish)
+        return self._begin_stage(nxt, len(state.stages), last_lr=current.lr_end)
+
+    def _fits_probe(self, stage: StageRecord) -> bool:
+        """A further probe must leave room for training; only extra_steps can make it not."""
+        remaining = self._remaining()
+        return remaining is None or remaining >= stage.probe_steps + stage.tau
+
+    # -- instruction builders
+    def _first_instruction(self) -> Instruction:
+        cfg = self.config
+        if cfg.warmup_steps > 0:
+            return Instruction(
+                segment=0,
+                kind="warmup",
+                lr=cfg.min_lr,
+                lr_end=cfg.effective_warmup_lr,
+                steps=cfg.warmup_steps,
+                stage=-1,
+            )
+        return self._begin_stage(0, 0, last_lr=cfg.min_lr)
+
+    def _finish(self, segment: int, lr: float) -> Instruction:
+        return Instruction(segment=segment, kind="train", lr=lr, lr_end=lr, steps=0,
+                           finished=True, stage=len(self._require_started().stages) - 1)
+
+    def _stage_source(self, stage: int) -> Literal["train", "val"]:
+        source = self.config.loss_source
+        if source == "auto":
+            return "val" if self.plan.tau(stage) >= self.plan.tau_max else "train"
+        return source
+
+    def _begin_stage(self, segment: int, index: int, *, last_lr: float) -> Instruction:
+        state = self._require_started()
+        remaining = self._remaining()
+        if remaining is not None and remaining <= 0:
+            return self._finish(segment, last_lr)
+        if remaining is not None and remaining < self.plan.stage_steps(index):
+            # Only steps trained outside the plan (extra_steps) lead here: no room for a search,
+            # so spend the rest training at the LR in use.
+            return Instruction(segment=segment, kind="train", lr=last_lr, lr_end=last_lr,
+                               steps=remaining, stage=max(0, index - 1))
+        previous = state.segments[-1] if state.segments else None
+        state.stages.append(
+            StageRecord(
+                stage=index,
+                tau=self.plan.tau(index),
+                probe_steps=self.plan.probe_steps(index),
+                start_step=state.steps_used,
+                source=self._stage_source(index),
+                baseline=previous.loss_last if previous is not None else None,
+            )
+        )
+        return self._probe_instruction(segment, state.stages[-1])
+
+    def _probe_instruction(self, segment: int, stage: StageRecord) -> Instruction:
+        i = len(stage.probes)
+        x_seen = [p.x_unit for p in stage.probes]
+        seed = _derive_seed(self.config.seed, stage.stage, i)
+        try:
+            x_next = self.searcher.propose(x_seen, self._objectives(stage), seed=seed)
+        except Exception as exc:  # the job must go on: fall back to random search
+            stage.search_fallbacks.append(f"probe {i}: {type(exc).__name__}: {exc}"[:300])
+            log.warning("GP search failed (%s); probing a random LR instead", exc)
+            from autolr.search import RandomSearcher
+
+            x_next = RandomSearcher().propose(x_seen, self._objectives(stage), seed=seed)
+        lr = self.space.to_lr(x_next)
+        eval_every = None
+        if stage.source == "val":
+            eval_every = max(1, stage.probe_steps // self.config.val_evals_per_probe)
+        return Instruction(
+            segment=segment,
+            kind="probe",
+            lr=lr,
+            lr_end=lr,
+            steps=stage.probe_steps,
+            snapshot=i == 0,
+            restore=i > 0,
+            eval_every=eval_every,
+            stage=stage.stage,
+            probe=i,
+        )
+
+    def _train_instruction(self, segment: int, stage: StageRecord) -> Instruction:
+        idx = self._choose(stage)
+        lr = self.config.min_lr if idx is None else stage.probes[idx].lr
+        stage.chosen_lr, stage.chosen_probe = lr, idx
+        remaining = self._remaining()
+        steps = stage.tau
+        if remaining is not None:
+            steps = min(steps, remaining)
+            if remaining - steps < self.plan.stage_steps(stage.stage + 1):
+                steps = remaining  # the last stage absorbs what no further stage could use
+        stage.train_steps = steps
+        return Instruction(
+            segment=segment,
+            kind="train",
+            lr=lr,
+            lr_end=lr,
+            steps=steps,
+            restore=True,
+            eval_every=steps if self.config.loss_source != "train" and steps > 0 else None,
+            stage=stage.stage,
+        )
+
+    # -- decisions
+    def _record_probe(self, stage: StageRecord, report: Report, current: Instruction) -> None:
+        losses = report.train_losses
+        source: Literal["train", "val"] = "train"
+        steps: list[float] = [float(i + 1) for i in range(len(losses))]
+        series: list[float] = list(losses)
+        val = [(s, v) for s, v in report.val_losses if 0 < s <= current.steps]
+        if stage.source == "val" and len(val) >= 4:
+            source = "val"
+            steps = [float(s) for s, _ in sorted(val)]
+            series = [v for _, v in sorted(val)]
+        if stage.baseline is None and losses and math.isfinite(losses[0]):
+            stage.baseline = losses[0]
+        fc = self.forecaster.forecast(steps, series, float(stage.tau))
+        ok, reason = fc.ok, fc.reason
+        last = _tail_mean(losses)
+        if ok and not all(math.isfinite(v) for v in losses):
+            ok, reason = False, "non-finite training loss"
+        if ok and stage.baseline is not None and last is not None:
+            limit = stage.baseline + EXPLODE_FACTOR * max(abs(stage.baseline), 1e-12)
+            if last > limit:
+                ok, reason = False, f"exploding loss ({last:.4g} > {limit:.4g})"
+        if ok and not math.isfinite(fc.value):
+            ok, reason = False, "non-finite forecast"
+        stage.probes.append(
+            ProbeRecord(
+                probe=len(stage.probes),
+                lr=current.lr,
+                x_unit=self.space.to_unit(current.lr),
+                steps=len(losses),
+                source=source,
+                ok=ok,
+                reason=reason,
+                forecast=fc.value if ok else None,
+                first_loss=_finite(losses[0]) if losses else None,
+                last_loss=last,
+            )
+        )
+
+    @staticmethod
+    def _objectives(stage: StageRecord) -> list[float]:
+        """The searcher's outcomes: forecasts, with a bounded penalty for failed probes.
+
+        A failed (divergent) probe scores the worst finite forecast plus a margin of the
+        forecasts' spread (at least 10% of the worst's magnitude): bad enough to steer the
+        search away, small enough not to wreck the GP's standardized outcome scale (a 1e6
+        penalty, as in the reference, does).
+        """
+        finite = [p.forecast for p in stage.probes if p.ok and p.forecast is not None]
+        if finite:
+            worst, best = max(finite), min(finite)
+            penalty = worst + max(worst - best, 0.1 * abs(worst), 1e-12)
+        else:
+            penalty = 1.0
+        return [p.forecast if p.ok and p.forecast is not None else penalty for p in stage.probes]
+
+    def _choose(self, stage: StageRecord) -> int | None:
+        """Index of the probe to train with: lowest GP posterior mean among healthy probes."""
+        healthy = [i for i, p in enumerate(stage.probes) if p.ok and p.forecast is not None]
+        if not healthy:
+            return None
+        x = [stage.probes[i].x_unit for i in healthy]
+        y = [stage.probes[i].forecast or 0.0 for i in healthy]
+        try:
+            pick = self.searcher.choose(x, y)
+        except Exception as exc:
+            stage.search_fallbacks.append(f"choose: {type(exc).__name__}: {exc}"[:300])
+            pick = min(range(len(y)), key=lambda j: (y[j], j))
+        return healthy[pick]

@@ -1,0 +1,86 @@
+"""What the controller and the training side say to each other.
+
+An `Instruction` tells the client what to run next (one segment); a `Report` returns that
+segment's losses. Both are plain pydantic models, so they travel as JSON unchanged. Losses may be
+NaN or ±inf (divergence); in JSON these travel as ``null``, which `Report` reads back as NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SegmentKind = Literal["warmup", "probe", "train", "anneal"]
+
+#: Upper bound on losses in one report; a segment never exceeds τ_max steps by much.
+MAX_LOSSES_PER_REPORT = 1_000_000
+
+
+class Instruction(BaseModel):
+    """One segment to run: ``steps`` steps with the LR going linearly from ``lr`` to ``lr_end``.
+
+    Before the first step: load the stage snapshot if ``restore``, then take a new stage snapshot
+    if ``snapshot``, then set the LR. Call the validation function every ``eval_every`` steps
+    (counting from the segment's start) when it is not None. ``finished`` means the budget is
+    spent: ``steps`` is 0 and nothing more will come.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    segment: int = Field(ge=0, description="0-based index, one more than the previous segment.")
+    kind: SegmentKind
+    lr: float = Field(gt=0, description="LR at the segment's first step.")
+    lr_end: float = Field(gt=0, description="LR at the segment's last step (linear ramp).")
+    steps: int = Field(ge=0, description="Steps in the segment.")
+    restore: bool = Field(False, description="Load the stage snapshot before the first step.")
+    snapshot: bool = Field(False, description="Take a stage snapshot before the first step.")
+    eval_every: int | None = Field(None, ge=1, description="Call val_fn every n steps.")
+    finished: bool = Field(False, description="The budget is spent; stop training.")
+    stage: int = Field(-1, ge=-1, description="Stage index (-1 for warmup).")
+    probe: int | None = Field(None, ge=0, description="Probe index inside the stage.")
+
+    def lr_at(self, step: int) -> float:
+        """LR for step ``step`` (0-based) of this segment: the linear ramp ``lr → lr_end``."""
+        if self.steps <= 1 or self.lr == self.lr_end:
+            return self.lr
+        frac = min(max(step, 0), self.steps - 1) / (self.steps - 1)
+        return self.lr + (self.lr_end - self.lr) * frac
+
+
+class Report(BaseModel):
+    """The losses of one finished segment.
+
+    ``train_losses`` holds one loss per step run (a probe may stop early after a divergence).
+    ``val_losses`` holds ``(step, loss)`` pairs, ``step`` counted from the segment's start
+    (1-based: the loss after that many steps). ``extra_steps`` counts steps the client trained
+    after the segment while it could not reach the controller, so the budget stays honest.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    segment: int = Field(ge=0)
+    train_losses: list[float] = Field(max_length=MAX_LOSSES_PER_REPORT)
+    val_losses: list[tuple[int, float]] = Field(default_factory=list, max_length=100_000)
+    kind: SegmentKind | None = Field(None, description="Echo of the instruction's kind, checked.")
+    extra_steps: int = Field(0, ge=0, description="Steps trained past the segment, unreported.")
+
+    @field_validator("train_losses", mode="before")
+    @classmethod
+    def _nulls_are_nan(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [math.nan if v is None else v for v in value]
+        return value
+
+    @field_validator("val_losses", mode="before")
+    @classmethod
+    def _val_nulls_are_nan(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [
+                (p[0], math.nan if p[1] is None else p[1])
+                if isinstance(p, list | tuple) and len(p) == 2
+                else p
+                for p in value
+            ]
+        return value

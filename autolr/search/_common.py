@@ -1,0 +1,183 @@
+"""Pure-Python helpers shared by the searchers (no torch import: RandomSearcher uses them).
+
+All points live in ``[0, 1]``, the normalized log-LR of ``autolr.space.LogSpace``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+
+from autolr.search._errors import SearchInputError
+
+#: Feasible intervals shorter than this are treated as empty (a point in them would sit
+#: within rounding of an excluded neighbourhood's edge).
+_MIN_INTERVAL = 1e-12
+
+
+def validate_observations(
+    x_unit: Sequence[float], y: Sequence[float]
+) -> tuple[list[float], list[float]]:
+    """Check and copy observations (pass-by-value: the caller's sequences are not kept).
+
+    Args:
+        x_unit: observed points, each finite and inside [0, 1]; length n.
+        y: observed outcomes (lower is better), each finite; length n.
+
+    Returns:
+        The two sequences as fresh lists of Python floats.
+
+    Raises:
+        SearchInputError: lengths differ, a point is outside [0, 1] or not finite, or an
+            outcome is not finite (divergent probes must be given a finite penalty first).
+    """
+    xs = [float(v) for v in x_unit]
+    ys = [float(v) for v in y]
+    if len(xs) != len(ys):
+        raise SearchInputError(
+            f"x_unit and y must have the same length, got len(x_unit)={len(xs)} and len(y)={len(ys)}"
+        )
+    for i, v in enumerate(xs):
+        if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+            raise SearchInputError(
+                f"x_unit[{i}]={v!r} is outside [0, 1]; map learning rates with LogSpace.to_unit"
+            )
+    for i, v in enumerate(ys):
+        if not math.isfinite(v):
+            raise SearchInputError(
+                f"y[{i}]={v!r} is not finite; replace a divergent probe's outcome by a finite "
+                "penalty (e.g. the worst finite forecast plus a margin) before searching"
+            )
+    return xs, ys
+
+
+def validate_min_distance(min_distance: float) -> float:
+    """Check the ``min_distance`` option: finite and in [0, 0.5).
+
+    Raises:
+        SearchInputError: the value is out of range.
+    """
+    value = float(min_distance)
+    if not (math.isfinite(value) and 0.0 <= value < 0.5):
+        raise SearchInputError(f"min_distance={min_distance!r} must be in [0, 0.5)")
+    return value
+
+
+def argmin_first(values: Sequence[float]) -> int:
+    """Index of the smallest value; ties go to the first index (deterministic)."""
+    if not values:
+        raise SearchInputError("choose needs at least one observation, got none")
+    best = 0
+    for i, v in enumerate(values):
+        if v < values[best]:
+            best = i
+    return best
+
+
+def feasible_intervals(
+    x_unit: Sequence[float], min_distance: float, lo: float = 0.0, hi: float = 1.0
+) -> list[tuple[float, float]]:
+    """The closed sub-intervals of ``[lo, hi]`` at distance ≥ ``min_distance`` from every point.
+
+    Args:
+        x_unit: observed points in [0, 1].
+        min_distance: exclusion radius in x_unit units.
+        lo: left end of the region of interest.
+        hi: right end of the region of interest.
+
+    Returns:
+        Disjoint intervals ``(a, b)`` with ``a <= b``, sorted; intervals shorter than 1e-12
+        are dropped. Empty when every point of ``[lo, hi]`` is too close to an observation.
+    """
+    intervals: list[tuple[float, float]] = []
+    start = lo
+    for centre in sorted(x_unit):
+        left, right = centre - min_distance, centre + min_distance
+        if right <= start:
+            continue
+        if left >= hi:
+            break
+        if left - start > _MIN_INTERVAL:
+            intervals.append((start, left))
+        start = max(start, right)
+    if hi - start > _MIN_INTERVAL:
+        intervals.append((start, hi))
+    return intervals
+
+
+def sample_intervals(intervals: Sequence[tuple[float, float]], rng: random.Random) -> float:
+    """A point drawn uniformly from the union of disjoint intervals (which must be non-empty)."""
+    total = sum(b - a for a, b in intervals)
+    u = rng.random() * total
+    for a, b in intervals:
+        width = b - a
+        if u < width:
+            return min(b, a + u)
+        u -= width
+    return intervals[-1][1]
+
+
+def farthest_point(x_unit: Sequence[float]) -> float:
+    """The point of [0, 1] farthest from every observation (ties: the smallest).
+
+    The optimum of ``max_z min_i |z - x_i|`` is an end of [0, 1] or the midpoint of two
+    neighbouring observations, so only those candidates are compared.
+    """
+    if not x_unit:
+        return 0.5
+    pts = sorted(x_unit)
+    candidates = [0.0, 1.0] + [(a + b) / 2.0 for a, b in zip(pts, pts[1:], strict=False)]
+    best_z, best_d = 0.0, -1.0
+    for z in sorted(candidates):
+        d = min(abs(z - p) for p in pts)
+        if d > best_d:
+            best_z, best_d = z, d
+    return best_z
+
+
+def space_filling_point(
+    x_unit: Sequence[float], *, n_strata: int, min_distance: float, seed: int
+) -> float:
+    """The next point of a seeded stratified (1-D Latin hypercube) design.
+
+    [0, 1] is cut into ``n_strata`` equal strata; ``seed`` fixes a visiting order of the
+    strata and one uniform point per stratum. The result is the design point of the first
+    stratum, in that order, that holds no observation yet. Because it looks at where the
+    observations are rather than at how many there are, the design stays stratified even
+    when the caller changes ``seed`` between calls or observed other points.
+
+    A design point closer than ``min_distance`` to an observation (a neighbour across the
+    stratum boundary) is redrawn uniformly from the stratum's feasible part; if no empty
+    stratum has one, the point is drawn from the feasible part of [0, 1], and if there is
+    none, it is the point farthest from all observations.
+
+    Args:
+        x_unit: observed points in [0, 1].
+        n_strata: number of strata (the searcher's ``n_init``), ≥ 1.
+        min_distance: exclusion radius in x_unit units.
+        seed: fixes the design.
+
+    Returns:
+        A point in [0, 1].
+    """
+    rng = random.Random(seed)
+    order = list(range(n_strata))
+    rng.shuffle(order)
+    offsets = [rng.random() for _ in range(n_strata)]
+    width = 1.0 / n_strata
+    occupied = {min(int(v * n_strata), n_strata - 1) for v in x_unit}
+    for stratum in order:
+        if stratum in occupied:
+            continue
+        lo, hi = stratum * width, min(1.0, (stratum + 1) * width)
+        point = min(hi, lo + offsets[stratum] * width)
+        if all(abs(point - v) >= min_distance for v in x_unit):
+            return point
+        inside = feasible_intervals(x_unit, min_distance, lo, hi)
+        if inside:
+            return sample_intervals(inside, rng)
+    anywhere = feasible_intervals(x_unit, min_distance)
+    if anywhere:
+        return sample_intervals(anywhere, rng)
+    return farthest_point(x_unit)

@@ -1,0 +1,87 @@
+"""How the tuner talks to a controller: in-process or over HTTP.
+
+A `Transport` carries a job's conversation. Reports are idempotent (re-sending the report for
+segment n returns the same instruction n+1), so every transport may retry freely.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from autolr.protocol import Instruction, Report
+
+if TYPE_CHECKING:
+    from autolr.config import TunerConfig
+    from autolr.controller import Controller
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """The client's side of the controller conversation.
+
+    Contract:
+        - ``start(config)`` creates the job and returns its first instruction; ``job_id`` is set
+          afterwards.
+        - ``report(report)`` returns the next instruction. It raises `autolr.Conflict` for a
+          report of the wrong segment and `TransportError` (client/errors) when the controller
+          cannot be reached; it never corrupts the job, so the caller may simply retry.
+        - ``state_dict()`` / ``load_state_dict()`` capture what is needed to reattach to the same
+          job after a restart (for embedded mode, the whole controller state).
+        - ``close()`` releases resources; it never raises.
+    """
+
+    @property
+    def job_id(self) -> str | None: ...
+
+    def start(self, config: TunerConfig) -> Instruction: ...
+
+    def report(self, report: Report) -> Instruction: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> Instruction: ...
+
+    def close(self) -> None: ...
+
+
+class LocalTransport:
+    """Runs the controller in the training process (embedded mode, the default).
+
+    The controller (and BoTorch) is imported on first use, so ``import autolr.client`` stays
+    free of heavy modules.
+    """
+
+    def __init__(self) -> None:
+        self._controller: Controller | None = None
+
+    @property
+    def job_id(self) -> str | None:
+        return "local" if self._controller is not None else None
+
+    @property
+    def controller(self) -> Controller:
+        """The embedded controller (after `start` or `load_state_dict`)."""
+        if self._controller is None:
+            raise RuntimeError("LocalTransport has no job yet: call start() first")
+        return self._controller
+
+    def start(self, config: TunerConfig) -> Instruction:
+        from autolr.controller import Controller
+
+        self._controller = Controller(config)
+        return self._controller.start()
+
+    def report(self, report: Report) -> Instruction:
+        return self.controller.report(report)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": "local", "controller": self.controller.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> Instruction:
+        from autolr.controller import Controller
+
+        self._controller = Controller.from_state_dict(state["controller"])
+        return self._controller.current
+
+    def close(self) -> None:
+        return None
