@@ -61,6 +61,27 @@ class TunerConfig(BaseModel):
     initial_probes: int = Field(3, ge=1, le=100, description="Space-filling probes per stage.")
     seed: int = Field(0, ge=0, lt=2**63, description="Seed of every random choice.")
 
+    # ---- Beyond AutoLRS. Each option is off in `TunerConfig.autolrs()`; defaults per benchmark.
+    warm_start: bool = Field(
+        False, description="Centre each later stage's search on the last chosen LR."
+    )
+    warm_start_decades: float = Field(
+        1.0, gt=0, le=10, description="Half-width (decades) of a warm-started search region."
+    )
+    adaptive_probes: bool = Field(
+        False, description="Stop a stage's search once the GP says more probes cannot help."
+    )
+    min_probes: int = Field(3, ge=1, le=100, description="Probes before an adaptive stop.")
+    stop_tolerance: float = Field(
+        0.01, ge=0, le=1, description="Adaptive stop: relative improvement still worth a probe."
+    )
+    reuse_best_probe: bool = Field(
+        False, description="Train on from the best probe's end state instead of the snapshot."
+    )
+    anneal_fraction: float = Field(
+        0.0, ge=0, lt=1, description="Final share of total_steps spent decaying the LR to ~0."
+    )
+
     @model_validator(mode="after")
     def _check_combinations(self) -> Self:
         if self.min_lr >= self.max_lr:
@@ -82,6 +103,15 @@ class TunerConfig(BaseModel):
                 f"warmup_lr={self.warmup_lr} has no effect with warmup_steps=0; "
                 "set warmup_steps or drop warmup_lr"
             )
+        if self.anneal_fraction > 0 and self.total_steps is None:
+            raise ValueError(
+                f"anneal_fraction={self.anneal_fraction} needs total_steps: the anneal is placed "
+                "at the end of the budget; set total_steps or anneal_fraction=0"
+            )
+        if self.min_probes > self.probes_per_stage:
+            raise ValueError(
+                f"min_probes={self.min_probes} exceeds probes_per_stage={self.probes_per_stage}"
+            )
         if self.total_steps is not None:
             from autolr.plan import minimum_budget
 
@@ -96,7 +126,8 @@ class TunerConfig(BaseModel):
                     f"total_steps={self.total_steps} is too small for min_stages={self.min_stages} "
                     f"stages of probes_per_stage={self.probes_per_stage} probes of at least "
                     f"min_probe_steps={self.min_probe_steps} steps (plus warmup_steps="
-                    f"{self.warmup_steps}): need at least {need}; raise total_steps or lower "
+                    f"{self.warmup_steps} and anneal_fraction={self.anneal_fraction}): need at "
+                    f"least {need}; raise total_steps or lower "
                     "probes_per_stage / min_stages"
                 )
         return self
@@ -107,6 +138,24 @@ class TunerConfig(BaseModel):
         if self.warmup_lr is not None:
             return self.warmup_lr
         return float((self.min_lr * self.max_lr) ** 0.5)
+
+    @property
+    def anneal_steps(self) -> int:
+        """Steps of the final anneal segment (0 without a budget or an anneal)."""
+        if self.total_steps is None or self.anneal_fraction == 0:
+            return 0
+        return round(self.anneal_fraction * (self.total_steps - self.warmup_steps))
+
+    @classmethod
+    def autolrs(cls, **fields: object) -> TunerConfig:
+        """The paper's method as published: every option beyond AutoLRS switched off."""
+        paper: dict[str, object] = {
+            "warm_start": False,
+            "adaptive_probes": False,
+            "reuse_best_probe": False,
+            "anneal_fraction": 0.0,
+        }
+        return cls.build(**{**paper, **fields})
 
     @classmethod
     def build(cls, **fields: object) -> TunerConfig:

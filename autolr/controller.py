@@ -36,6 +36,8 @@ STATE_FORMAT = 1
 LOG_POINTS_PER_SEGMENT = 64
 #: A probe whose loss ends this many baseline-magnitudes above the stage's baseline diverged.
 EXPLODE_FACTOR = 2.0
+#: The anneal ends at this fraction of the LR it starts from ("near zero", but a valid LR).
+ANNEAL_END_RATIO = 1e-3
 
 
 class ProbeRecord(BaseModel):
@@ -70,6 +72,8 @@ class StageRecord(BaseModel):
     chosen_lr: float | None = None
     chosen_probe: int | None = None
     train_steps: int | None = None
+    best_saved: int | None = None
+    reused_probe: int | None = None
     search_fallbacks: list[str] = Field(default_factory=list)
 
 
@@ -270,6 +274,11 @@ class Controller:
         total = self.config.total_steps
         return None if total is None else max(0, total - self._require_started().steps_used)
 
+    def _stage_room(self) -> int | None:
+        """Steps left for stages: the budget minus what the final anneal keeps for itself."""
+        remaining = self._remaining()
+        return None if remaining is None else max(0, remaining - self.config.anneal_steps)
+
     def _check(self, report: Report, current: Instruction) -> None:
         if report.kind is not None and report.kind != current.kind:
             raise ReportError(
@@ -323,8 +332,8 @@ class Controller:
 
     def _fits_probe(self, stage: StageRecord) -> bool:
         """A further probe must leave room for training; only extra_steps can make it not."""
-        remaining = self._remaining()
-        return remaining is None or remaining >= stage.probe_steps + stage.tau
+        room = self._stage_room()
+        return room is None or room >= stage.probe_steps + stage.tau
 
     # -- instruction builders
     def _first_instruction(self) -> Instruction:
@@ -350,16 +359,24 @@ class Controller:
             return "val" if self.plan.tau(stage) >= self.plan.tau_max else "train"
         return source
 
+    def _anneal(self, segment: int, lr: float) -> Instruction:
+        """The budget-aware ending: the LR decays linearly to ~0 over the rest of the budget."""
+        remaining = self._remaining() or 0
+        if remaining <= 0:
+            return self._finish(segment, lr)
+        return Instruction(segment=segment, kind="anneal", lr=lr, lr_end=lr * ANNEAL_END_RATIO,
+                           steps=remaining, stage=len(self._require_started().stages) - 1)
+
     def _begin_stage(self, segment: int, index: int, *, last_lr: float) -> Instruction:
         state = self._require_started()
-        remaining = self._remaining()
-        if remaining is not None and remaining <= 0:
-            return self._finish(segment, last_lr)
-        if remaining is not None and remaining < self.plan.stage_steps(index):
+        room = self._stage_room()
+        if room is not None and room <= 0:
+            return self._anneal(segment, last_lr)
+        if room is not None and room < self.plan.stage_steps(index):
             # Only steps trained outside the plan (extra_steps) lead here: no room for a search,
             # so spend the rest training at the LR in use.
             return Instruction(segment=segment, kind="train", lr=last_lr, lr_end=last_lr,
-                               steps=remaining, stage=max(0, index - 1))
+                               steps=room, stage=max(0, index - 1))
         previous = state.segments[-1] if state.segments else None
         state.stages.append(
             StageRecord(
@@ -375,6 +392,7 @@ class Controller:
 
     def _probe_instruction(self, segment: int, stage: StageRecord) -> Instruction:
         i = len(stage.probes)
+        save_best = self._save_best(stage)
         x_seen = [p.x_unit for p in stage.probes]
         seed = _derive_seed(self.config.seed, stage.stage, i)
         try:
@@ -397,30 +415,52 @@ class Controller:
             steps=stage.probe_steps,
             snapshot=i == 0,
             restore=i > 0,
+            save_best=save_best,
             eval_every=eval_every,
             stage=stage.stage,
             probe=i,
         )
 
+    def _save_best(self, stage: StageRecord) -> bool:
+        """With ``reuse_best_probe``: is the probe just run the best so far? Then keep its state."""
+        if not self.config.reuse_best_probe or not stage.probes:
+            return False
+        last = stage.probes[-1]
+        healthy = [p.forecast for p in stage.probes if p.ok and p.forecast is not None]
+        if not last.ok or last.forecast is None or last.forecast > min(healthy):
+            return False
+        stage.best_saved = last.probe
+        return True
+
     def _train_instruction(self, segment: int, stage: StageRecord) -> Instruction:
         idx = self._choose(stage)
         lr = self.config.min_lr if idx is None else stage.probes[idx].lr
         stage.chosen_lr, stage.chosen_probe = lr, idx
-        remaining = self._remaining()
-        steps = stage.tau
-        if remaining is not None:
-            steps = min(steps, remaining)
-            if remaining - steps < self.plan.stage_steps(stage.stage + 1):
-                steps = remaining  # the last stage absorbs what no further stage could use
+        # Reuse the chosen probe's τ' steps when its end state is at hand: it is the probe just
+        # run (train on from here), or the one kept in the best-probe slot.
+        reuse = self.config.reuse_best_probe and idx is not None
+        continue_last = reuse and idx == len(stage.probes) - 1
+        from_best = reuse and not continue_last and idx == stage.best_saved
+        reused = stage.probes[idx].steps if idx is not None and (continue_last or from_best) else 0
+        stage.reused_probe = idx if reused else None
+        steps = max(1, stage.tau - reused)
+        room = self._stage_room()
+        if room is not None:
+            steps = min(steps, room)
+            if room - steps < self.plan.stage_steps(stage.stage + 1):
+                steps = room  # the last stage absorbs what no further stage could use
         stage.train_steps = steps
+        if steps <= 0:
+            return self._anneal(segment, lr)
         return Instruction(
             segment=segment,
             kind="train",
             lr=lr,
             lr_end=lr,
             steps=steps,
-            restore=True,
-            eval_every=steps if self.config.loss_source != "train" and steps > 0 else None,
+            restore=not (continue_last or from_best),
+            restore_best=from_best,
+            eval_every=steps if self.config.loss_source != "train" else None,
             stage=stage.stage,
         )
 
@@ -431,7 +471,7 @@ class Controller:
         steps: list[float] = [float(i + 1) for i in range(len(losses))]
         series: list[float] = list(losses)
         val = [(s, v) for s, v in report.val_losses if 0 < s <= current.steps]
-        if stage.source == "val" and len(val) >= 4:
+        if stage.source == "val" and len(val) >= 8:
             source = "val"
             steps = [float(s) for s, _ in sorted(val)]
             series = [v for _, v in sorted(val)]

@@ -8,6 +8,7 @@ steps plus τ training steps each) after warmup. The rule is deterministic and c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -68,8 +69,12 @@ def _smallest_tau(config: TunerConfig) -> int:
 
 
 def minimum_budget(config: TunerConfig) -> int:
-    """Smallest ``total_steps`` that fits ``min_stages`` stages at the smallest allowed τ."""
-    return config.warmup_steps + _scaled(config, _smallest_tau(config)).steps_for(config.min_stages)
+    """Smallest ``total_steps`` that fits ``min_stages`` stages at the smallest allowed τ.
+
+    The anneal takes ``anneal_fraction`` of what follows warmup, so the stages get the rest.
+    """
+    stages = _scaled(config, _smallest_tau(config)).steps_for(config.min_stages)
+    return config.warmup_steps + math.ceil(stages / (1.0 - config.anneal_fraction))
 
 
 def stage_plan(config: TunerConfig) -> StagePlan:
@@ -77,7 +82,7 @@ def stage_plan(config: TunerConfig) -> StagePlan:
     full = _plan(config, config.tau_min, config.tau_max)
     if config.total_steps is None:
         return full
-    room = config.total_steps - config.warmup_steps
+    room = config.total_steps - config.warmup_steps - config.anneal_steps
     if full.steps_for(config.min_stages) <= room:
         return full
     # Largest τ_min whose scaled plan fits; stage cost is monotone in τ_min, so bisect.

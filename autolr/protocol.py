@@ -21,8 +21,10 @@ MAX_LOSSES_PER_REPORT = 1_000_000
 class Instruction(BaseModel):
     """One segment to run: ``steps`` steps with the LR going linearly from ``lr`` to ``lr_end``.
 
-    Before the first step: load the stage snapshot if ``restore``, then take a new stage snapshot
-    if ``snapshot``, then set the LR. Call the validation function every ``eval_every`` steps
+    Before the first step, in this order: if ``save_best``, copy the current model/optimizer state
+    (the end of the probe just run) into the best-probe slot; load the stage snapshot if
+    ``restore``, or the best-probe slot if ``restore_best``; take a new stage snapshot if
+    ``snapshot``; then set the LR. Call the validation function every ``eval_every`` steps
     (counting from the segment's start) when it is not None. ``finished`` means the budget is
     spent: ``steps`` is 0 and nothing more will come.
     """
@@ -36,6 +38,8 @@ class Instruction(BaseModel):
     steps: int = Field(ge=0, description="Steps in the segment.")
     restore: bool = Field(False, description="Load the stage snapshot before the first step.")
     snapshot: bool = Field(False, description="Take a stage snapshot before the first step.")
+    save_best: bool = Field(False, description="Keep the current state as the best probe's.")
+    restore_best: bool = Field(False, description="Load the best probe's state first.")
     eval_every: int | None = Field(None, ge=1, description="Call val_fn every n steps.")
     finished: bool = Field(False, description="The budget is spent; stop training.")
     stage: int = Field(-1, ge=-1, description="Stage index (-1 for warmup).")

@@ -13,6 +13,8 @@ from autolr.protocol import Instruction, Report
 if TYPE_CHECKING:
     from autolr.config import TunerConfig
     from autolr.controller import Controller
+    from autolr.forecast import Forecaster
+    from autolr.search import Searcher
 
 
 @runtime_checkable
@@ -25,6 +27,8 @@ class Transport(Protocol):
         - ``report(report)`` returns the next instruction. It raises `autolr.Conflict` for a
           report of the wrong segment and `TransportError` (client/errors) when the controller
           cannot be reached; it never corrupts the job, so the caller may simply retry.
+          `AutoLR` retries a `TransportError` later and keeps training; any other exception is
+          a refusal that retrying cannot fix, so the tuner detaches (or raises, when strict).
         - ``state_dict()`` / ``load_state_dict()`` capture what is needed to reattach to the same
           job after a restart (for embedded mode, the whole controller state).
         - ``close()`` releases resources; it never raises.
@@ -48,11 +52,18 @@ class LocalTransport:
     """Runs the controller in the training process (embedded mode, the default).
 
     The controller (and BoTorch) is imported on first use, so ``import autolr.client`` stays
-    free of heavy modules.
+    free of heavy modules. Calls never fail for network reasons, so `AutoLR` never waits.
+
+    Args:
+        forecaster: a `autolr.forecast.Forecaster` for the controller (default: exponential).
+        searcher: a `autolr.search.Searcher` (default: the GP; ``RandomSearcher()`` runs
+            without BoTorch).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, forecaster: Forecaster | None = None, searcher: Searcher | None = None):
         self._controller: Controller | None = None
+        self._forecaster = forecaster
+        self._searcher = searcher
 
     @property
     def job_id(self) -> str | None:
@@ -60,7 +71,7 @@ class LocalTransport:
 
     @property
     def controller(self) -> Controller:
-        """The embedded controller (after `start` or `load_state_dict`)."""
+        """The embedded controller (after `start` or `load_state_dict`): stages, segments."""
         if self._controller is None:
             raise RuntimeError("LocalTransport has no job yet: call start() first")
         return self._controller
@@ -68,7 +79,7 @@ class LocalTransport:
     def start(self, config: TunerConfig) -> Instruction:
         from autolr.controller import Controller
 
-        self._controller = Controller(config)
+        self._controller = Controller(config, forecaster=self._forecaster, searcher=self._searcher)
         return self._controller.start()
 
     def report(self, report: Report) -> Instruction:
@@ -80,7 +91,9 @@ class LocalTransport:
     def load_state_dict(self, state: dict[str, Any]) -> Instruction:
         from autolr.controller import Controller
 
-        self._controller = Controller.from_state_dict(state["controller"])
+        self._controller = Controller.from_state_dict(
+            state["controller"], forecaster=self._forecaster, searcher=self._searcher
+        )
         return self._controller.current
 
     def close(self) -> None:

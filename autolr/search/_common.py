@@ -5,6 +5,7 @@ All points live in ``[0, 1]``, the normalized log-LR of ``autolr.space.LogSpace`
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Sequence
@@ -127,7 +128,7 @@ def farthest_point(x_unit: Sequence[float]) -> float:
     if not x_unit:
         return 0.5
     pts = sorted(x_unit)
-    candidates = [0.0, 1.0] + [(a + b) / 2.0 for a, b in zip(pts, pts[1:], strict=False)]
+    candidates = [0.0, 1.0] + [(a + b) / 2.0 for a, b in itertools.pairwise(pts)]
     best_z, best_d = 0.0, -1.0
     for z in sorted(candidates):
         d = min(abs(z - p) for p in pts)

@@ -50,7 +50,10 @@ class RandomSearcher:
         Args:
             x_unit: observed points in [0, 1], length n (may be empty).
             y: their finite outcomes, length n (unused except for validation).
-            seed: the draw is a pure function of ``(x_unit, seed)``.
+            seed: the draw is a pure function of ``(x_unit, seed)``. The n-th proposal
+                uses the n-th number of the stream seeded by ``seed`` (n = len(x_unit)), so
+                a caller that keeps one seed for a whole search still gets independent
+                draws, not the same quantile of a shrinking feasible set.
 
         Returns:
             A point in [0, 1]. When no point is ``min_distance`` away from every
@@ -63,7 +66,10 @@ class RandomSearcher:
         intervals = feasible_intervals(xs, self.min_distance)
         if not intervals:
             return farthest_point(xs)
-        return sample_intervals(intervals, random.Random(seed))
+        rng = random.Random(seed)
+        for _ in range(len(xs)):
+            rng.random()
+        return sample_intervals(intervals, rng)
 
     def choose(self, x_unit: Sequence[float], y: Sequence[float]) -> int:
         """Index of the lowest outcome (ties: the first).

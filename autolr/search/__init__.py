@@ -1,0 +1,95 @@
+"""Searchers: where to probe the learning rate next, and which probe to train with.
+
+A searcher works on ``x_unit`` in [0, 1], the normalized log-LR of ``autolr.space.LogSpace``,
+and on outcomes ``y`` where lower is better (the forecast loss of a probe). It is stateless
+(the Vizier/Optuna pattern): every call rebuilds whatever model it needs from the
+observations it is given, so a controller can be restarted, replayed or run by any replica
+without the searcher carrying memory between calls.
+
+Two implementations:
+
+- ``RandomSearcher``: log-uniform proposals, argmin choice; pure Python, always available.
+- ``GPSearcher``: BoTorch GP with an LCB acquisition (AutoLRS's BO, with a sane κ).
+
+Importing this package does not import torch, botorch or gpytorch: ``GPSearcher`` is loaded
+on first access, because importing botorch changes global GPyTorch settings and costs
+seconds that a client process that never searches should not pay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from autolr.search._errors import SearchError, SearchInputError
+from autolr.search._random import RandomSearcher
+
+if TYPE_CHECKING:
+    from autolr.search._gp import GPSearcher
+
+__all__ = ["GPSearcher", "RandomSearcher", "SearchError", "SearchInputError", "Searcher"]
+
+
+@runtime_checkable
+class Searcher(Protocol):
+    """The contract every searcher keeps.
+
+    - **Stateless.** Outputs are a pure function of the arguments and the constructor
+      options: the same observations and seed give bit-identical results, in any process.
+    - **Pass-by-value.** The sequences are copied on entry and never kept or mutated.
+    - **Thread safety.** Calls may come from several threads at once (the server's
+      thread pool); implementations serialize whatever process-wide state they touch.
+    - **Validation.** ``x_unit`` must be finite and inside [0, 1], ``y`` finite and of the
+      same length; anything else raises ``SearchInputError`` (a ``ValueError``) naming the
+      offending index and value. Divergent probes must be turned into a finite penalty by
+      the caller first (AutoLRS pitfall 2).
+    - **Failure.** ``SearchError`` (a ``RuntimeError``) means this searcher cannot decide
+      on these observations (e.g. the GP fit failed); the caller falls back to
+      ``RandomSearcher``. No other exception is raised on purpose.
+    """
+
+    def propose(self, x_unit: Sequence[float], y: Sequence[float], *, seed: int) -> float:
+        """The next point to probe.
+
+        Args:
+            x_unit: observed points in [0, 1], length n (may be empty).
+            y: finite outcomes of those points, lower is better, length n.
+            seed: all randomness of the proposal derives from it.
+
+        Returns:
+            A point in [0, 1], at least the searcher's ``min_distance`` from every observed
+            point whenever such a point exists.
+
+        Raises:
+            SearchInputError: invalid observations.
+            SearchError: the searcher cannot decide on these observations.
+        """
+        ...
+
+    def choose(self, x_unit: Sequence[float], y: Sequence[float]) -> int:
+        """Index (into ``x_unit``) of the observation to train with.
+
+        Args:
+            x_unit: observed points in [0, 1], length n ≥ 1.
+            y: finite outcomes of those points, lower is better, length n.
+
+        Returns:
+            An index in ``range(n)``.
+
+        Raises:
+            SearchInputError: invalid or empty observations.
+        """
+        ...
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy import: only autolr.search._gp imports torch/botorch (see the module docstring).
+    if name == "GPSearcher":
+        from autolr.search._gp import GPSearcher
+
+        return GPSearcher
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

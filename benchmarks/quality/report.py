@@ -1,0 +1,378 @@
+"""Summaries, Markdown tables and plots of the schedule-quality benchmark.
+
+``python benchmarks/quality/report.py [--out benchmarks/results]`` rebuilds ``quality.md`` and the
+PNGs from ``quality.json`` without rerunning anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+BASELINES = ("constant", "cosine", "linear", "step", "schedulefree")
+LABELS = {
+    "constant": "constant",
+    "cosine": "cosine + warmup",
+    "linear": "linear decay + warmup",
+    "step": "step decay",
+    "schedulefree": "Schedule-Free",
+}
+COLORS = {
+    "constant": "tab:gray",
+    "cosine": "tab:blue",
+    "linear": "tab:green",
+    "step": "tab:purple",
+    "schedulefree": "tab:orange",
+}
+AUTOLR_COLORS = ["tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+
+
+def _score(rec: dict[str, Any]) -> float:
+    v = rec.get("final_val")
+    return math.inf if v is None else float(v)
+
+
+def grid_table(runs: list[dict[str, Any]]) -> dict[str, dict[float, float | None]]:
+    """Seed-0 final validation loss per baseline family and LR."""
+    out: dict[str, dict[float, float | None]] = defaultdict(dict)
+    for r in runs:
+        if r["family"] in BASELINES and r["seed"] == 0:
+            out[r["family"]][r["lr"]] = r["final_val"]
+    return out
+
+
+def best_per_family(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """The best seed-0 grid LR of each baseline family (families that never converged: absent)."""
+    best: dict[str, float] = {}
+    for fam, row in grid_table(runs).items():
+        finite = {lr: v for lr, v in row.items() if v is not None}
+        if finite:
+            best[fam] = min(finite, key=lambda lr: finite[lr])
+    return best
+
+
+def best_baseline(runs: list[dict[str, Any]]) -> tuple[str, float] | None:
+    """(family, lr) of the best seed-0 grid point over all baseline families."""
+    table = grid_table(runs)
+    cands = [(v, fam, lr) for fam, row in table.items() for lr, v in row.items() if v is not None]
+    if not cands:
+        return None
+    _, fam, lr = min(cands)
+    return fam, lr
+
+
+def steps_to(rec: dict[str, Any], target: float | None) -> int | None:
+    """First evaluated step (total steps, probes included) whose val loss is ≤ target."""
+    if target is None:
+        return None
+    for step, v in rec["val_curve"]:
+        if v is not None and v <= target:
+            return int(step)
+    return None
+
+
+def _stats(values: list[float | None]) -> dict[str, Any]:
+    finite = [v for v in values if v is not None]
+    return {
+        "n": len(values),
+        "n_diverged": len(values) - len(finite),
+        "mean": statistics.fmean(finite) if finite else None,
+        "std": statistics.stdev(finite) if len(finite) > 1 else None,
+        "values": values,
+    }
+
+
+def summarize(task: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    runs = [r for r in runs if r["task"] == task]
+    table = grid_table(runs)
+    best = best_per_family(runs)
+    overall = best_baseline(runs)
+    target = table.get("cosine", {}).get(best.get("cosine")) if "cosine" in best else None
+    rows = []
+    for fam in BASELINES:
+        if fam not in table:
+            continue
+        lr = best.get(fam)
+        recs = sorted(
+            (r for r in runs if r["family"] == fam and r["lr"] == lr), key=lambda r: r["seed"]
+        )
+        stt = [steps_to(r, target) for r in recs]
+        rows.append(
+            {
+                "method": fam,
+                "kind": "baseline",
+                "best_lr": lr,
+                "final": _stats([r["final_val"] for r in recs]),
+                "seeds": [r["seed"] for r in recs],
+                "steps_to_target": stt,
+                "probe_share": None,
+                "best_overall": overall is not None and overall[0] == fam,
+            }
+        )
+    for method in sorted({r["method"] for r in runs if r["family"] == "autolr"}):
+        recs = sorted((r for r in runs if r["method"] == method), key=lambda r: r["seed"])
+        train_lrs = [lr for r in recs for lr in r.get("train_lrs", [])]
+        rows.append(
+            {
+                "method": method,
+                "kind": "autolr",
+                "lr_range": [recs[0].get("min_lr"), recs[0].get("max_lr")],
+                "train_lr_range": [min(train_lrs), max(train_lrs)] if train_lrs else None,
+                "final": _stats([r["final_val"] for r in recs]),
+                "seeds": [r["seed"] for r in recs],
+                "steps_to_target": [steps_to(r, target) for r in recs],
+                "probe_share": statistics.fmean(r["probe_share"] for r in recs),
+                "overrides": recs[0].get("overrides", {}),
+                "wall_s": statistics.fmean(r["wall_s"] for r in recs),
+            }
+        )
+    return {
+        "task": task,
+        "target": target,
+        "best_per_family": best,
+        "best_baseline": list(overall) if overall else None,
+        "grid": {
+            fam: {f"{lr:g}": v for lr, v in sorted(row.items())} for fam, row in table.items()
+        },
+        "rows": rows,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+# ---------------------------------------------------------------------------------------------
+
+
+def _f(v: float | None, digits: int = 4) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.{digits}f}"
+
+
+def _final_cell(st: dict[str, Any]) -> str:
+    if st["mean"] is None:
+        return f"diverged ({st['n_diverged']}/{st['n']})"
+    cell = _f(st["mean"]) + (f" ± {_f(st['std'])}" if st["std"] is not None else "")
+    if st["n_diverged"]:
+        cell += f" ({st['n_diverged']} diverged)"
+    return cell
+
+
+def _stt_cell(stt: list[int | None], budget: int) -> str:
+    reached = [s for s in stt if s is not None]
+    if not stt:
+        return "—"
+    if not reached:
+        return f"never (0/{len(stt)})"
+    med = statistics.median(reached)
+    return f"{med:.0f} = {med / budget:.0%} ({len(reached)}/{len(stt)})"
+
+
+def markdown(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = [
+        "# Schedule-quality benchmark",
+        "",
+        f"Generated by `python benchmarks/quality/run.py` (harness v{meta['harness_version']}, "
+        f"scale {meta['scale']:g}, {meta['seeds']} seeds for autolr and the best baseline, "
+        "1 seed for the rest of the grid). Every method gets the same number of optimizer "
+        "steps; autolr's probe steps count against it. *Final val loss*: mean ± std over "
+        "seeds. *Steps to target*: first evaluation (every 5% of the budget, total steps "
+        "including probes) at or below the best-of-grid cosine's final val loss (seed 0); "
+        "median over the seeds that reached it, (reached/seeds). *Probe share*: autolr steps "
+        "spent in probe segments / budget.",
+        "",
+    ]
+    for s in summaries:
+        t = s["task"]
+        info = meta["tasks"][t]
+        budget = info["budget"]
+        lines += [
+            f"## {t}",
+            "",
+            f"{info['description']}. Budget {budget} steps; LR grid "
+            + ", ".join(f"{x:g}" for x in info["grid"])
+            + f". Target (best cosine): {_f(s['target'])}.",
+            "",
+        ]
+        lines += [
+            "| method | best LR | final val loss | seeds | steps to target | probe share |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in s["rows"]:
+            if row["kind"] == "baseline":
+                name = LABELS[row["method"]] + (" **(best)**" if row["best_overall"] else "")
+                lr = f"{row['best_lr']:.3g}" if row["best_lr"] is not None else "—"
+                probe = "—"
+            else:
+                name = row["method"]
+                lo, hi = row["lr_range"]
+                lr = f"search {lo:.2g}–{hi:.2g}"
+                if row["train_lr_range"]:
+                    a, b = row["train_lr_range"]
+                    lr += f" (trained {a:.2g}–{b:.2g})"
+                probe = f"{row['probe_share']:.0%}"
+            lines.append(
+                f"| {name} | {lr} | {_final_cell(row['final'])} | {len(row['seeds'])} | "
+                f"{_stt_cell(row['steps_to_target'], budget)} | {probe} |"
+            )
+        lines += ["", "Seed-0 final val loss over the LR grid (— = diverged):", ""]
+        grid = info["grid"]
+        lines += [
+            "| family | " + " | ".join(f"{x:g}" for x in grid) + " |",
+            "|---" * (len(grid) + 1) + "|",
+        ]
+        for fam, row in s["grid"].items():
+            vals = [row.get(f"{x:g}", "n/a") for x in grid]
+            finite = [v for v in vals if isinstance(v, float)]
+            best = min(finite) if finite else None
+            cells = []
+            for v in vals:
+                if v == "n/a":
+                    cells.append("")
+                elif v is None:
+                    cells.append("—")
+                else:
+                    cells.append(f"**{_f(v)}**" if v == best else _f(v))
+            lines.append(f"| {LABELS[fam]} | " + " | ".join(cells) + " |")
+        lines += ["", f"![{t}](quality_{t}.png)", ""]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# plots
+# ---------------------------------------------------------------------------------------------
+
+
+def _probe_mask(rec: dict[str, Any], n_points: int) -> list[bool]:
+    """For each stored trace point: whether that step belonged to a probe segment."""
+    kinds: list[str] = []
+    for seg in rec.get("schedule", []):
+        kinds += [seg["kind"]] * int(seg["steps"] or 0)
+    stride = rec["lr_trace_stride"]
+    return [
+        (kinds[i * stride] == "probe") if i * stride < len(kinds) else False
+        for i in range(n_points)
+    ]
+
+
+def plot(
+    task: str, runs: list[dict[str, Any]], summary: dict[str, Any], path: Path, grid: list[float]
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in runs if r["task"] == task]
+    fig, (ax_lr, ax_val) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for fam, lr in summary["best_per_family"].items():
+        rec = next(
+            (r for r in runs if r["family"] == fam and r["lr"] == lr and r["seed"] == 0), None
+        )
+        if rec is None:
+            continue
+        xs = [i * rec["lr_trace_stride"] for i in range(len(rec["lr_trace"]))]
+        label = f"{LABELS[fam]} (lr {lr:g})"
+        ax_lr.plot(
+            xs, [max(v, 1e-12) for v in rec["lr_trace"]], color=COLORS[fam], lw=1.5, label=label
+        )
+        vx = [s for s, v in rec["val_curve"] if v is not None]
+        vy = [v for s, v in rec["val_curve"] if v is not None]
+        ax_val.plot(vx, vy, color=COLORS[fam], lw=1.5, marker=".", label=label)
+    methods = sorted({r["method"] for r in runs if r["family"] == "autolr"})
+    for i, method in enumerate(methods):
+        color = AUTOLR_COLORS[i % len(AUTOLR_COLORS)]
+        recs = sorted((r for r in runs if r["method"] == method), key=lambda r: r["seed"])
+        for j, rec in enumerate(recs):
+            vx = [s for s, v in rec["val_curve"] if v is not None]
+            vy = [v for s, v in rec["val_curve"] if v is not None]
+            main = j == 0
+            ax_val.plot(
+                vx,
+                vy,
+                color=color,
+                lw=2.0 if main else 0.8,
+                alpha=1.0 if main else 0.45,
+                marker="." if main else None,
+                label=f"{method} (seed {rec['seed']}; faint: other seeds)" if main else None,
+            )
+            if not main:
+                continue
+            trace = rec["lr_trace"]
+            xs = [k * rec["lr_trace_stride"] for k in range(len(trace))]
+            mask = _probe_mask(rec, len(trace))
+            ax_lr.plot(xs, trace, color=color, lw=0.6, alpha=0.35)
+            ax_lr.plot(
+                xs,
+                [v if not p else math.nan for v, p in zip(trace, mask, strict=True)],
+                color=color,
+                lw=2.0,
+                label=f"{method} (seed {rec['seed']}; faint: probes)",
+            )
+    if summary["target"] is not None:
+        ax_val.axhline(summary["target"], color="k", ls="--", lw=0.8, label="target (best cosine)")
+    ax_lr.set_yscale("log")
+    ax_lr.set_ylim(grid[0] / 30, grid[-1] * 30)  # decays end at ~0: keep the axis readable
+    ax_lr.set_xlabel("step (probes included)")
+    ax_lr.set_ylabel("LR (first param group)")
+    ax_lr.set_title(f"{task}: LR schedules (best LR of each family)")
+    ax_val.set_yscale("log")
+    ax_val.set_xlabel("step (probes included)")
+    ax_val.set_ylabel("validation loss")
+    ax_val.set_title(f"{task}: validation loss")
+    finite = [v for r in runs for _, v in r["val_curve"] if v is not None]
+    if finite and summary["target"] is not None:
+        lo = min(finite)
+        ax_val.set_ylim(lo * 0.9, max(summary["target"] * 4, lo * 2))
+        ax_val.set_ylim(top=min(max(finite), ax_val.get_ylim()[1] * 3))
+    ax_lr.legend(fontsize=7, loc="lower left")
+    ax_val.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_all(runs: list[dict[str, Any]], meta: dict[str, Any], out: Path) -> list[Path]:
+    tasks = list(meta["tasks"])
+    summaries = [summarize(t, runs) for t in tasks]
+    jpath = out / "quality.json"
+    jpath.write_text(
+        json.dumps(_clean({"meta": meta, "summary": summaries, "runs": runs}), indent=1)
+    )
+    mpath = out / "quality.md"
+    mpath.write_text(markdown(summaries, meta))
+    paths = [jpath, mpath]
+    for t, s in zip(tasks, summaries, strict=True):
+        p = out / f"quality_{t}.png"
+        plot(t, runs, s, p, meta["tasks"][t]["grid"])
+        paths.append(p)
+    return paths
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "results")
+    args = p.parse_args()
+    data = json.loads((args.out / "quality.json").read_text())
+    for path in write_all(data["runs"], data["meta"], args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,400 @@
+"""`HttpTransport`: the controller conversation over HTTP, with timeouts and bounded retries.
+
+Errors it raises (`TransportError` is ``autolr.client.errors``'s; the rest are defined here, to
+be merged into ``client/errors.py``)::
+
+    AutoLRError (autolr.errors)
+    ├── Conflict                        409 wrong_segment: the server awaits another segment
+    ├── JobFinished                     409 finished: the job's budget is spent
+    ├── JobNotFound                     404: unknown job, or a token that does not match
+    ├── ConfigError                     422 on create: the server refused the config
+    ├── ReportError                     422/413 on report: the server refused the report
+    └── ClientError (autolr.client.errors)
+        ├── TransportError              no answer; retrying later may help (the tuner trains on)
+        │   └── ServerUnavailable       unreachable, timing out or failing (5xx) after the retries
+        └── RequestRejected             a final refusal that retrying cannot fix
+            ├── JobCancelled            409 cancelled: the job was cancelled on the server
+            └── Unauthorized            401: missing or wrong admin key / job token
+
+Retrying is safe because reports are idempotent: re-sending the report for segment n returns
+the same instruction n+1. Connection failures, timeouts, 5xx, 429 and 409 ``busy`` (a
+concurrent report won a race) are retried with exponential backoff and full jitter; every other
+answer is final.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from autolr.client.errors import ClientError, TransportError
+
+from autolr.errors import (
+    AutoLRError,
+    ConfigError,
+    Conflict,
+    JobFinished,
+    JobNotFound,
+    ReportError,
+)
+from autolr.protocol import Instruction, Report
+
+if TYPE_CHECKING:
+    from autolr.config import TunerConfig
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "HttpTransport",
+    "JobCancelled",
+    "RequestRejected",
+    "ServerUnavailable",
+    "TransportError",
+    "Unauthorized",
+]
+
+log = logging.getLogger(__name__)
+
+#: Connecting should be quick on a LAN; a report's answer may include a GP fit (seconds).
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=30.0, pool=5.0)
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class ServerUnavailable(TransportError):
+    """The server could not be reached, timed out or kept failing, after every retry.
+
+    Attributes:
+        attempts: how many requests were tried.
+        url: the URL of the last attempt.
+    """
+
+    def __init__(self, url: str, attempts: int, cause: str) -> None:
+        self.url = url
+        self.attempts = attempts
+        super().__init__(
+            f"autolr server unavailable at {url} after {attempts} attempt(s): {cause}; "
+            "training can continue at the current LR and report again later"
+        )
+
+
+class RequestRejected(ClientError):
+    """The server refused the request for good (retrying the same request cannot help)."""
+
+
+class JobCancelled(RequestRejected):
+    """The job was cancelled on the server; it takes no more reports."""
+
+
+class Unauthorized(RequestRejected):
+    """The server refused the credentials (admin key or job token)."""
+
+
+def _network_errors(
+    client: Any,
+) -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """The connect-error and transport-error classes of ``client``'s HTTP library.
+
+    httpx's, plus those of an httpx-compatible library the client is built on (Starlette's
+    ``TestClient`` is built on ``httpx2``), so an injected client's network failures are
+    retried like httpx's.
+    """
+    connect: list[type[Exception]] = [httpx.ConnectError]
+    network: list[type[Exception]] = [httpx.TransportError]
+    for cls in type(client).__mro__:
+        module = sys.modules.get(cls.__module__.split(".")[0])
+        extra_connect = getattr(module, "ConnectError", None)
+        extra_network = getattr(module, "TransportError", None)
+        if (
+            isinstance(extra_connect, type)
+            and isinstance(extra_network, type)
+            and issubclass(extra_connect, Exception)
+            and issubclass(extra_network, Exception)
+            and extra_network not in network
+        ):
+            connect.append(extra_connect)
+            network.append(extra_network)
+    return tuple(connect), tuple(network)
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    if isinstance(body, dict):
+        for key in ("message", "detail"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+    return str(body)[:500]
+
+
+def _code(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("code") if isinstance(body, dict) else None
+
+
+class HttpTransport:
+    """Talks to an autolr server. Implements ``autolr.client._transport.Transport``.
+
+    Args:
+        base_url: the server, e.g. ``"http://tuner:8000"``.
+        token: the job token, when attaching to an existing job (else `start` sets it).
+        job_id: the job, when attaching to an existing job.
+        admin_key: sent on job creation (servers with ``AUTOLR_ADMIN_KEY`` require it).
+        timeout: timeouts of the client the transport creates; explicit by default
+            (`DEFAULT_TIMEOUT`). An injected ``client`` keeps its own.
+        retries: retries after the first attempt, for retryable failures.
+        backoff: base delay in seconds; attempt n waits ``uniform(0, min(backoff_max,
+            backoff·2ⁿ))`` (full jitter), or the server's ``Retry-After`` when longer.
+        backoff_max: cap of one delay, in seconds.
+        strict: when False (the default), once a call has failed with `ServerUnavailable`
+            the next calls make a single attempt each until one succeeds, so a server that is
+            down costs the training loop one connection attempt per segment boundary instead
+            of a full backoff sequence. When True every call retries fully.
+        client: an `httpx.Client` (or compatible: FastAPI's ``TestClient``) to send requests
+            with; by default the transport creates one and closes it in `close`.
+
+    Example:
+        >>> transport = HttpTransport("http://127.0.0.1:8000", retries=2, backoff=0.1)
+        >>> transport.job_id is None
+        True
+        >>> transport.close()
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        job_id: str | None = None,
+        admin_key: str | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        retries: int = 4,
+        backoff: float = 0.5,
+        backoff_max: float = 8.0,
+        strict: bool = False,
+        client: httpx.Client | Any | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if retries < 0 or backoff < 0 or backoff_max < 0:
+            raise ValueError(
+                f"retries={retries}, backoff={backoff} and backoff_max={backoff_max} must be >= 0"
+            )
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._job_id = job_id
+        self._admin_key = admin_key
+        self.retries = retries
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.strict = strict
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.Client(timeout=timeout)
+        self._sleep = sleep
+        self._unavailable = False
+        self._connect_errors, self._network_errors = _network_errors(self._client)
+
+    # ------------------------------------------------------------------ Transport
+    @property
+    def job_id(self) -> str | None:
+        """The job's id, once `start` or `load_state_dict` ran."""
+        return self._job_id
+
+    def start(self, config: TunerConfig) -> Instruction:
+        """Create a job on the server and return its first instruction.
+
+        Raises:
+            ConfigError: the server refused the config (422).
+            Unauthorized: the server needs an admin key (pass ``admin_key=``).
+            ServerUnavailable: no answer after the retries.
+        """
+        headers = {"Authorization": f"Bearer {self._admin_key}"} if self._admin_key else {}
+        # Only failures where the server surely created nothing are retried: a retried timeout
+        # could leave an orphan job behind.
+        body = self._request(
+            "POST",
+            "/v1/jobs",
+            json=config.model_dump(mode="json"),
+            headers=headers,
+            create=True,
+        )
+        self._job_id = str(body["job_id"])
+        self._token = str(body["token"])
+        return Instruction.model_validate(body["instruction"])
+
+    def report(self, report: Report) -> Instruction:
+        """Send a segment's report and return the next instruction (NaN/inf travel as null).
+
+        Raises:
+            Conflict: the server awaits another segment (``expected`` says which).
+            JobFinished: the job's budget is spent.
+            JobCancelled: the job was cancelled.
+            ReportError: the server refused the report (422 or 413).
+            JobNotFound: the job is unknown or the token does not match.
+            ServerUnavailable: no answer after the retries.
+        """
+        job_id = self._require_job()
+        body = self._request(
+            "POST",
+            f"/v1/jobs/{job_id}/reports",
+            content=report.model_dump_json().encode(),
+            headers={**self._auth(), "Content-Type": "application/json"},
+            segment=report.segment,
+        )
+        return Instruction.model_validate(body)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What reattaching needs: server, job id and token (a secret: keep checkpoints safe)."""
+        return {
+            "kind": "http",
+            "base_url": self.base_url,
+            "job_id": self._require_job(),
+            "token": self._token,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> Instruction:
+        """Reattach to the job in ``state`` and return the instruction the server awaits.
+
+        This asks the server (``GET /v1/jobs/{id}``), so it raises `ServerUnavailable` when the
+        server is down; `attach` reattaches without a request. The transport's own
+        ``base_url`` is used, not the one in ``state`` (the server may have moved).
+        """
+        self.attach(state)
+        return Instruction.model_validate(self.job()["current"])
+
+    def attach(self, state: dict[str, Any]) -> None:
+        """Reattach to the job in ``state`` without talking to the server.
+
+        Raises:
+            ValueError: ``state`` is not from an `HttpTransport` (e.g. embedded mode).
+        """
+        if state.get("kind") != "http":
+            raise ValueError(
+                f"not an HttpTransport state (kind={state.get('kind')!r}); a run checkpointed "
+                "in embedded mode cannot resume against a server"
+            )
+        self._job_id = str(state["job_id"])
+        self._token = state.get("token")
+
+    def close(self) -> None:
+        """Close the HTTP client if this transport created it. Never raises."""
+        if self._owns_client:
+            try:
+                self._client.close()
+            except Exception:  # close must never raise into the training loop
+                log.debug("closing the HTTP client failed", exc_info=True)
+
+    # ------------------------------------------------------------------ extras
+    def job(self) -> dict[str, Any]:
+        """The job as the server shows it (``GET /v1/jobs/{id}``): status, schedule, stages."""
+        job_id = self._require_job()
+        return self._request("GET", f"/v1/jobs/{job_id}", headers=self._auth())
+
+    def cancel(self) -> dict[str, Any]:
+        """Cancel the job on the server."""
+        job_id = self._require_job()
+        return self._request("DELETE", f"/v1/jobs/{job_id}", headers=self._auth())
+
+    def __enter__(self) -> HttpTransport:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+    def _require_job(self) -> str:
+        if self._job_id is None:
+            raise RuntimeError("HttpTransport has no job yet: call start() or load_state_dict()")
+        return self._job_id
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+        delay = random.uniform(0.0, min(self.backoff_max, self.backoff * 2**attempt))
+        if response is not None:
+            try:
+                retry_after = float(response.headers.get("Retry-After", "nan"))
+            except ValueError:
+                retry_after = math.nan
+            if math.isfinite(retry_after):
+                delay = max(delay, min(retry_after, self.backoff_max))
+        return delay
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        create: bool = False,
+        segment: int | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        url = self.base_url + path
+        attempts = 1 if (self._unavailable and not self.strict) else self.retries + 1
+        cause = "no attempt made"
+        response: httpx.Response | None = None
+        attempt = 0
+        for attempt in range(attempts):
+            if attempt:
+                self._sleep(self._delay(attempt - 1, response))
+            response = None
+            try:
+                response = self._client.request(method, url, **kwargs)
+            except self._connect_errors as exc:
+                cause = f"cannot connect ({exc})"
+                continue
+            except self._network_errors as exc:  # timeouts, resets: the request may have run
+                cause = f"{type(exc).__name__} ({exc})"
+                if create:
+                    break
+                continue
+            if response.is_success:
+                self._unavailable = False
+                body = response.json()
+                if not isinstance(body, dict):
+                    raise RequestRejected(f"unexpected answer from {url}: {str(body)[:200]}")
+                return body
+            code = _code(response)
+            retryable = response.status_code in _RETRY_STATUSES or (
+                response.status_code == 409 and code == "busy"
+            )
+            if create and response.status_code not in (429, 503):
+                retryable = False
+            if not retryable:
+                self._unavailable = False
+                raise self._error(response, code, create=create, segment=segment)
+            cause = f"HTTP {response.status_code}: {_message(response)}"
+        self._unavailable = True
+        raise ServerUnavailable(url, attempt + 1, cause)
+
+    @staticmethod
+    def _error(
+        response: httpx.Response, code: str | None, *, create: bool, segment: int | None
+    ) -> AutoLRError:
+        status, message = response.status_code, _message(response)
+        if status == 409 and code == "wrong_segment":
+            try:
+                expected = int(response.json()["expected_segment"])
+            except (ValueError, KeyError, TypeError):
+                expected = -1
+            return Conflict(expected=expected, got=segment if segment is not None else -1)
+        if status == 409 and code == "finished":
+            return JobFinished(message)
+        if status == 409 and code == "cancelled":
+            return JobCancelled(message)
+        if status == 404:
+            return JobNotFound(message)
+        if status == 401:
+            return Unauthorized(message)
+        if status in (413, 422):
+            return ConfigError(message) if create else ReportError(message)
+        return RequestRejected(f"HTTP {status} from {response.request.url}: {message}")

@@ -1,0 +1,1 @@
+"""Alembic migrations of the autolr server's database (run by `autolr.server.db.upgrade`)."""

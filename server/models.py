@@ -1,0 +1,96 @@
+"""Request and response bodies of the HTTP API (the OpenAPI schema is generated from these).
+
+Requests reuse the core models unchanged (`TunerConfig` to create a job, `Report` to report),
+so the HTTP API validates exactly what embedded mode validates.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from autolr.server.store import JobRecord, JobStatus, JobSummary
+from pydantic import BaseModel, ConfigDict, Field
+
+from autolr.config import TunerConfig
+from autolr.controller import SegmentRecord, StageRecord
+from autolr.protocol import Instruction
+
+
+class JobCreated(BaseModel):
+    """Answer to ``POST /v1/jobs``. The token is shown only here; keep it."""
+
+    job_id: str
+    token: str = Field(description="Send as 'Authorization: Bearer <token>' on this job's routes.")
+    instruction: Instruction = Field(description="The first segment to run.")
+
+
+class JobInfo(BaseModel):
+    """A job as listed."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    job_id: str
+    status: JobStatus
+    segment: int = Field(description="The segment whose report the job awaits.")
+    stage: int = Field(description="Stage of that segment (-1 during warmup).")
+    steps_used: int = Field(description="Steps reported so far (probes and training).")
+    total_steps: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, job: JobSummary) -> JobInfo:
+        """The listing view of a stored job."""
+        return cls.model_validate(job)
+
+
+class JobDetail(JobInfo):
+    """A job in full: config, what it awaits, the schedule so far, stages with their probes
+    (and each probe's predicted loss) and the segment log with loss summaries."""
+
+    config: TunerConfig
+    current: Instruction = Field(description="The instruction whose report is awaited.")
+    finished: bool
+    schedule: list[Instruction] = Field(description="Segments run so far, in order.")
+    stages: list[StageRecord]
+    segments: list[SegmentRecord]
+
+    @classmethod
+    def of_record(cls, job: JobRecord, state: dict[str, Any]) -> JobDetail:
+        """The detail view from a stored job and its parsed controller state."""
+        segments = state.get("segments", [])
+        return cls.model_validate(
+            {
+                **JobInfo.of(job).model_dump(),
+                "config": job.config,
+                "current": state["current"],
+                "finished": bool(state["current"].get("finished", False)),
+                "schedule": [s["instruction"] for s in segments],
+                "stages": state.get("stages", []),
+                "segments": segments,
+            }
+        )
+
+
+class JobList(BaseModel):
+    """A page of jobs, newest first. ``next_offset`` is None on the last page."""
+
+    jobs: list[JobInfo]
+    next_offset: int | None
+
+
+class Health(BaseModel):
+    """Liveness: the process answers (it does not touch the database)."""
+
+    status: Literal["ok"] = "ok"
+
+
+class ErrorAnswer(BaseModel):
+    """Every error answer (see `autolr.server.errors`)."""
+
+    message: str = Field(description="What is wrong and how to fix it, in one line.")
+    code: str = Field(description="Stable error code, e.g. wrong_segment, not_found, busy.")
+    detail: Any = Field(description="FastAPI's detail: the message, or validation problems.")
+    expected_segment: int | None = Field(None, description="For wrong_segment: the awaited one.")
+    retryable: bool = Field(False, description="True when the same request may simply be resent.")

@@ -1,0 +1,1 @@
+"""One router per resource: `jobs` (the API) and `ops` (health and metrics)."""

@@ -1,0 +1,99 @@
+"""``/v1/jobs``: create, report, read, list and cancel tuning jobs.
+
+Handlers that touch the controller or the database are plain ``def``: FastAPI runs them in the
+thread pool, so a GP fit never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from autolr.server.deps import AdminDep, JobCredentialsDep, JobDep, ServiceDep
+from autolr.server.models import ErrorAnswer, JobCreated, JobDetail, JobInfo, JobList
+from autolr.server.store import JobStatus
+from fastapi import APIRouter, Query
+
+from autolr.config import TunerConfig
+from autolr.protocol import Instruction, Report
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorAnswer} for status in statuses}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobCreated,
+    responses=_errors(401, 413, 422),
+    summary="Create a job",
+)
+def create_job(config: TunerConfig, service: ServiceDep, _admin: AdminDep) -> JobCreated:
+    """Create a tuning job from a `TunerConfig` and return its id, token and first instruction.
+
+    Needs the admin key when the server has one (``AUTOLR_ADMIN_KEY``). Non-finite numbers are
+    rejected here (they are only meaningful as losses, in reports).
+    """
+    created = service.create(config)
+    return JobCreated(job_id=created.job_id, token=created.token, instruction=created.instruction)
+
+
+@router.post(
+    "/{job_id}/reports",
+    response_model=Instruction,
+    responses=_errors(401, 404, 409, 413, 422),
+    summary="Report a segment, get the next instruction",
+)
+def report(credentials: JobCredentialsDep, body: Report, service: ServiceDep) -> Instruction:
+    """Report the losses of the awaited segment and get the next instruction.
+
+    Idempotent: re-sending the report for the previous segment returns the same instruction
+    and changes nothing. Losses may be NaN or ±inf (as JSON ``null`` or the ``NaN`` /
+    ``Infinity`` tokens): they mean divergence. A report for another segment is a 409 naming
+    the expected one; a 409 with ``retryable: true`` (a concurrent report won a race) may
+    simply be resent.
+    """
+    return service.report_as(credentials.job_id, credentials.token, body, admin=credentials.admin)
+
+
+@router.get(
+    "/{job_id}",
+    response_model=JobDetail,
+    responses=_errors(401, 404, 422),
+    summary="Read a job",
+)
+def get_job(job: JobDep) -> JobDetail:
+    """The job's config, status, the instruction it awaits, the schedule so far, each stage's
+    probes with their predicted losses, and the segment log with loss summaries."""
+    return JobDetail.of_record(job, job.state)
+
+
+@router.get("", response_model=JobList, responses=_errors(401, 422), summary="List jobs")
+def list_jobs(
+    service: ServiceDep,
+    _admin: AdminDep,
+    status: Annotated[JobStatus | None, Query(description="Only jobs with this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+) -> JobList:
+    """Jobs, newest first, a page at a time. Needs the admin key when the server has one."""
+    rows = service.store.list_jobs(status=status, limit=limit + 1, offset=offset)
+    more = len(rows) > limit
+    return JobList(
+        jobs=[JobInfo.of(row) for row in rows[:limit]],
+        next_offset=offset + limit if more else None,
+    )
+
+
+@router.delete(
+    "/{job_id}",
+    response_model=JobInfo,
+    responses=_errors(401, 404, 422),
+    summary="Cancel a job",
+)
+def cancel_job(job: JobDep, service: ServiceDep) -> JobInfo:
+    """Cancel a running job: later reports get a 409 saying so. The job's record stays
+    readable. Cancelling a finished or cancelled job changes nothing."""
+    return JobInfo.of(service.cancel(job))

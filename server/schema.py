@@ -1,0 +1,46 @@
+"""The database tables, as SQLAlchemy Core metadata (Alembic's target and the store's queries).
+
+Two tables: ``jobs`` (one row per job: the controller state and a few denormalized columns
+for listing) and ``reports`` (one row per applied report: the report and the instruction it
+produced, so a duplicate gets the stored answer and the log can be replayed). JSON travels in
+``Text`` columns written with ``allow_nan`` so NaN and ±inf losses round-trip exactly on both
+SQLite and PostgreSQL (PostgreSQL's json type rejects NaN).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    # Optimistic concurrency: every write is UPDATE ... WHERE version = :expected.
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("config", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("segment", sa.Integer, nullable=False),
+    sa.Column("stage", sa.Integer, nullable=False),
+    sa.Column("steps_used", sa.BigInteger, nullable=False),
+    sa.Column("total_steps", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_jobs_status", "status"),
+    sa.Index("ix_jobs_created_at", "created_at"),
+)
+
+reports = sa.Table(
+    "reports",
+    metadata,
+    sa.Column(
+        "job_id", sa.String(64), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("segment", sa.Integer, primary_key=True),
+    sa.Column("report", sa.Text, nullable=False),
+    sa.Column("answer", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,77 @@
+"""Server settings, read from ``AUTOLR_*`` environment variables (or a ``.env`` file).
+
+Nothing here runs at import time: `get_settings` builds the settings on first call and caches
+them, and `autolr.server.app.create_app` takes a `Settings` so tests pass their own.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+def _default_threads() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Each field reads ``AUTOLR_<FIELD>``.
+
+    Example:
+        >>> Settings(database_url="sqlite:///jobs.db").max_losses_per_report
+        200000
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTOLR_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = Field(
+        default="sqlite:///autolr.db",
+        description="SQLAlchemy URL: sqlite:///path.db or postgresql+psycopg://user@host/db.",
+    )
+    admin_key: SecretStr | None = Field(
+        default=None,
+        description="When set, creating and listing jobs need it (Bearer or X-Admin-Key).",
+    )
+    # A report carries one loss per step; 200k covers τ_max = 8000 with wide margin while a
+    # JSON float is ~20 bytes, so the largest report stays a few MB (below max_body_bytes).
+    max_losses_per_report: int = Field(
+        default=200_000, ge=1, description="Losses per report, at most."
+    )
+    max_body_bytes: int = Field(
+        default=16 * 2**20, ge=1024, description="Request body size, at most."
+    )
+    # Decisions (GP fits) run in the thread pool; more at once than cores only adds contention
+    # and starves the event loop of the GIL, so the rest wait on a semaphore (which frees it).
+    decision_threads: int = Field(
+        default_factory=_default_threads, ge=1, description="Decisions computed at once."
+    )
+    # GP fits are tiny (tens of points): intra-op threads only oversubscribe the cores that the
+    # decision threads and the event loop share, and OpenMP's spinning workers starve the loop.
+    torch_threads: int = Field(default=1, ge=1, description="torch intra-op threads per process.")
+    # Python's GIL hand-off interval (default 5 ms): shorter lets the event loop take the GIL
+    # sooner from threads that are fitting GPs, so /healthz stays fast under load.
+    switch_interval_s: float = Field(
+        default=0.0005, gt=0, le=0.1, description="sys.setswitchinterval for the server process."
+    )
+    warm_up: bool = Field(default=True, description="Run one GP proposal at process start.")
+    migrate_on_startup: bool = Field(
+        default=True, description="Run Alembic migrations in create_app."
+    )
+    log_level: LogLevel = "info"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, description="uvicorn worker processes.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings from the environment, built once."""
+    return Settings()

@@ -1,0 +1,352 @@
+"""Durable job storage: the `JobStore` contract and its SQLAlchemy implementation, `SqlStore`.
+
+The service layer around it is ``load → advance the controller → save(expected_version)``: the
+store never decides anything, it only guarantees that a save is atomic and that two saves
+from the same loaded version cannot both succeed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol, get_args
+
+import sqlalchemy as sa
+from autolr.server.schema import jobs, reports
+
+from autolr.errors import AutoLRError, JobNotFound
+
+JobStatus = Literal["running", "finished", "cancelled"]
+JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
+
+
+class StaleVersion(AutoLRError):
+    """A save lost a race: the job changed since it was loaded (reload and decide again)."""
+
+    def __init__(self, job_id: str, expected: int) -> None:
+        self.job_id = job_id
+        self.expected = expected
+        super().__init__(
+            f"job {job_id} is no longer at version {expected}: another request changed it first"
+        )
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """The listing columns of a job (no state: cheap to read many)."""
+
+    job_id: str
+    status: JobStatus
+    segment: int
+    stage: int
+    steps_used: int
+    total_steps: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class JobRecord(JobSummary):
+    """A whole job as stored. ``state`` is `Controller.state_dict()` of the current version."""
+
+    token_hash: str
+    version: int
+    config: dict[str, Any]
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """What a save changes: the new controller state and the listing columns derived from it."""
+
+    state: dict[str, Any]
+    status: JobStatus
+    segment: int
+    stage: int
+    steps_used: int
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    """One applied report and the instruction it produced (both as JSON-ready dicts)."""
+
+    segment: int
+    report: dict[str, Any]
+    answer: dict[str, Any]
+    created_at: datetime
+
+
+class JobStore(Protocol):
+    """Where jobs live between requests.
+
+    Contract (every implementation; `tests/server_tests/test_store_contract.py` checks it):
+        - Pass-by-value: arguments are copied on the way in, results are fresh objects; mutating
+          either never changes what is stored.
+        - Thread safety: every method may be called from many threads (and processes, for a
+          shared database) at once.
+        - ``create`` stores a new job at version 1; an existing id raises `ValueError`.
+        - ``load`` returns the job's current version or raises `autolr.JobNotFound`.
+        - ``save_report`` atomically stores the report and its answer, replaces the state and
+          bumps the version, but only if the job is still at ``expected_version`` and has no
+          report for that segment; otherwise it raises `StaleVersion` and changes nothing.
+          It returns the new version. Once it returns, the write is durable.
+        - ``answer_for`` returns the stored answer to the report for ``segment``, or None.
+        - ``cancel`` moves a running job to ``cancelled`` (bumping the version), so a save
+          racing with it fails; it returns the job as stored afterwards and raises
+          `autolr.JobNotFound` for an unknown id. Finished or cancelled jobs are left as they are.
+        - ``list_jobs`` returns summaries, newest first; ``count_by_status`` counts every status.
+    """
+
+    def create(
+        self,
+        job_id: str,
+        *,
+        token_hash: str,
+        config: Mapping[str, Any],
+        update: JobUpdate,
+        total_steps: int | None,
+    ) -> JobRecord: ...
+
+    def load(self, job_id: str) -> JobRecord: ...
+
+    def save_report(
+        self,
+        job_id: str,
+        *,
+        expected_version: int,
+        segment: int,
+        report: Mapping[str, Any],
+        answer: Mapping[str, Any],
+        update: JobUpdate,
+    ) -> int: ...
+
+    def answer_for(self, job_id: str, segment: int) -> dict[str, Any] | None: ...
+
+    def reports(self, job_id: str) -> list[StoredReport]: ...
+
+    def cancel(self, job_id: str) -> JobRecord: ...
+
+    def list_jobs(
+        self, *, status: JobStatus | None = None, limit: int = 100, offset: int = 0
+    ) -> list[JobSummary]: ...
+
+    def count_by_status(self) -> dict[JobStatus, int]: ...
+
+    def close(self) -> None: ...
+
+
+def dumps(value: Any) -> str:
+    """JSON text that keeps NaN and ±inf (as the ``NaN``/``Infinity`` tokens)."""
+    return json.dumps(value, allow_nan=True, separators=(",", ":"))
+
+
+def loads(text: str) -> Any:
+    """Inverse of `dumps`."""
+    return json.loads(text)
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands timezone-aware values back naive; they were written in UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+_SUMMARY_COLUMNS = (
+    jobs.c.id,
+    jobs.c.status,
+    jobs.c.segment,
+    jobs.c.stage,
+    jobs.c.steps_used,
+    jobs.c.total_steps,
+    jobs.c.created_at,
+    jobs.c.updated_at,
+)
+
+
+def _summary_fields(row: Any) -> dict[str, Any]:
+    return {
+        "job_id": row.id,
+        "status": row.status,
+        "segment": row.segment,
+        "stage": row.stage,
+        "steps_used": row.steps_used,
+        "total_steps": row.total_steps,
+        "created_at": _utc(row.created_at),
+        "updated_at": _utc(row.updated_at),
+    }
+
+
+class SqlStore:
+    """`JobStore` on SQLAlchemy Core: SQLite (WAL) or PostgreSQL (psycopg 3).
+
+    Every write is one transaction. A save is ``UPDATE jobs ... WHERE id = :id AND version =
+    :expected`` followed by ``INSERT INTO reports``; zero updated rows (or a duplicate report
+    row) means another writer won, and the transaction rolls back. Loads read committed data
+    only and hold no lock while the controller decides, so a slow decision blocks nobody.
+
+    Args:
+        engine: from `autolr.server.db.make_engine`, already migrated.
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def create(
+        self,
+        job_id: str,
+        *,
+        token_hash: str,
+        config: Mapping[str, Any],
+        update: JobUpdate,
+        total_steps: int | None,
+    ) -> JobRecord:
+        now = _now()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    jobs.insert().values(
+                        id=job_id,
+                        token_hash=token_hash,
+                        status=update.status,
+                        version=1,
+                        config=dumps(dict(config)),
+                        state=dumps(update.state),
+                        segment=update.segment,
+                        stage=update.stage,
+                        steps_used=update.steps_used,
+                        total_steps=total_steps,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except sa.exc.IntegrityError:
+            raise ValueError(f"job id {job_id!r} already exists") from None
+        return self.load(job_id)
+
+    def load(self, job_id: str) -> JobRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(
+                    *_SUMMARY_COLUMNS,
+                    jobs.c.token_hash,
+                    jobs.c.version,
+                    jobs.c.config,
+                    jobs.c.state,
+                ).where(jobs.c.id == job_id)
+            ).one_or_none()
+        if row is None:
+            raise JobNotFound(job_id)
+        return JobRecord(
+            **_summary_fields(row),
+            token_hash=row.token_hash,
+            version=row.version,
+            config=loads(row.config),
+            state=loads(row.state),
+        )
+
+    def save_report(
+        self,
+        job_id: str,
+        *,
+        expected_version: int,
+        segment: int,
+        report: Mapping[str, Any],
+        answer: Mapping[str, Any],
+        update: JobUpdate,
+    ) -> int:
+        now = _now()
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(
+                    jobs.update()
+                    .where(
+                        jobs.c.id == job_id,
+                        jobs.c.version == expected_version,
+                        jobs.c.status == "running",
+                    )
+                    .values(
+                        version=expected_version + 1,
+                        state=dumps(update.state),
+                        status=update.status,
+                        segment=update.segment,
+                        stage=update.stage,
+                        steps_used=update.steps_used,
+                        updated_at=now,
+                    )
+                )
+                if result.rowcount != 1:
+                    raise StaleVersion(job_id, expected_version)
+                conn.execute(
+                    reports.insert().values(
+                        job_id=job_id,
+                        segment=segment,
+                        report=dumps(dict(report)),
+                        answer=dumps(dict(answer)),
+                        created_at=now,
+                    )
+                )
+        except sa.exc.IntegrityError:
+            raise StaleVersion(job_id, expected_version) from None
+        return expected_version + 1
+
+    def answer_for(self, job_id: str, segment: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            text = conn.execute(
+                sa.select(reports.c.answer).where(
+                    reports.c.job_id == job_id, reports.c.segment == segment
+                )
+            ).scalar_one_or_none()
+        return None if text is None else dict(loads(text))
+
+    def reports(self, job_id: str) -> list[StoredReport]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(reports).where(reports.c.job_id == job_id).order_by(reports.c.segment)
+            ).all()
+        return [
+            StoredReport(
+                segment=row.segment,
+                report=loads(row.report),
+                answer=loads(row.answer),
+                created_at=_utc(row.created_at),
+            )
+            for row in rows
+        ]
+
+    def cancel(self, job_id: str) -> JobRecord:
+        with self.engine.begin() as conn:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.status == "running")
+                .values(status="cancelled", version=jobs.c.version + 1, updated_at=_now())
+            )
+        return self.load(job_id)
+
+    def list_jobs(
+        self, *, status: JobStatus | None = None, limit: int = 100, offset: int = 0
+    ) -> list[JobSummary]:
+        query = sa.select(*_SUMMARY_COLUMNS).order_by(jobs.c.created_at.desc(), jobs.c.id)
+        if status is not None:
+            query = query.where(jobs.c.status == status)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.limit(limit).offset(offset)).all()
+        return [JobSummary(**_summary_fields(row)) for row in rows]
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        counts: dict[JobStatus, int] = dict.fromkeys(JOB_STATUSES, 0)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)
+            ).all()
+        for status, count in rows:
+            if status in counts:
+                counts[status] = int(count)
+        return counts
+
+    def close(self) -> None:
+        self.engine.dispose()

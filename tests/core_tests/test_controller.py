@@ -1,0 +1,230 @@
+"""The controller as a whole: a job from start to finished, idempotence, conflicts, budget."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from autolr import Conflict, Controller, JobFinished, ReportError, TunerConfig
+from autolr.protocol import Instruction, Report
+from autolr.search import RandomSearcher
+from autolr.simulate import NoisyQuadratic, run_job
+
+SMALL = {"min_lr": 1e-3, "max_lr": 3.0, "total_steps": 3000, "seed": 7}
+
+
+def small_config(**overrides: object) -> TunerConfig:
+    return TunerConfig(**{**SMALL, **overrides})  # type: ignore[arg-type]
+
+
+def fast(config: TunerConfig) -> Controller:
+    """A controller with the random searcher: these tests check structure, not search quality
+    (the GP searcher is exercised by test_simulation and the determinism tests)."""
+    return Controller(config, searcher=RandomSearcher())
+
+
+def test_a_whole_job_runs_to_finished_within_budget() -> None:
+    ctl = Controller(small_config())
+    run_job(ctl, NoisyQuadratic(seed=1))
+    assert ctl.finished
+    assert ctl.steps_used == 3000
+    kinds = [s.kind for s in ctl.schedule]
+    assert kinds[-1] == "train"
+    assert len(ctl.stages) >= 3
+    for stage in ctl.stages:
+        assert len(stage.probes) == 10
+        assert stage.chosen_lr is not None
+        assert 1e-3 <= stage.chosen_lr <= 3.0
+    # the chosen LR is one of the probed LRs
+    for stage in ctl.stages:
+        assert stage.chosen_lr in [p.lr for p in stage.probes]
+
+
+def test_stage_structure_snapshot_probes_restore_train() -> None:
+    ctl = fast(small_config())
+    run_job(ctl, NoisyQuadratic(seed=1))
+    sched = ctl.schedule
+    i = 0
+    while i < len(sched):
+        stage = [s for s in sched if s.stage == sched[i].stage]
+        probes = [s for s in stage if s.kind == "probe"]
+        assert probes[0].snapshot and not probes[0].restore
+        assert all(p.restore and not p.snapshot for p in probes[1:])
+        train = [s for s in stage if s.kind == "train"]
+        assert len(train) == 1 and train[0].restore and not train[0].snapshot
+        i += len(stage)
+    assert [s.segment for s in sched] == list(range(len(sched)))
+
+
+def test_tau_doubles_across_stages() -> None:
+    ctl = fast(small_config(total_steps=20_000))
+    run_job(ctl, NoisyQuadratic(seed=2))
+    taus = [s.tau for s in ctl.stages]
+    assert taus[:4] == [taus[0], 2 * taus[0], 4 * taus[0], 8 * taus[0]]
+
+
+def test_duplicate_report_returns_the_same_instruction_and_changes_nothing() -> None:
+    ctl = fast(small_config())
+    first = ctl.start()
+    rep = Report(segment=0, train_losses=[1.0 - 0.01 * i for i in range(first.steps)])
+    second = ctl.report(rep)
+    before = json.dumps(ctl.state_dict(), sort_keys=True)
+    again = ctl.report(rep)
+    assert again == second
+    assert json.dumps(ctl.state_dict(), sort_keys=True) == before
+
+
+def test_wrong_segment_is_a_conflict_naming_the_expected_one() -> None:
+    ctl = fast(small_config())
+    ctl.start()
+    with pytest.raises(Conflict, match="expects segment 0") as info:
+        ctl.report(Report(segment=3, train_losses=[1.0]))
+    assert info.value.expected == 0 and info.value.got == 3
+
+
+def test_report_must_fit_its_instruction() -> None:
+    ctl = fast(small_config())
+    first = ctl.start()
+    with pytest.raises(ReportError, match="kind='train'"):
+        ctl.report(Report(segment=0, train_losses=[1.0], kind="train"))
+    with pytest.raises(ReportError, match=f"only steps={first.steps}"):
+        ctl.report(Report(segment=0, train_losses=[1.0] * (first.steps + 1)))
+    with pytest.raises(ReportError, match="no train_losses"):
+        ctl.report(Report(segment=0, train_losses=[]))
+    # nothing was applied: the right report still works
+    ok = ctl.report(Report(segment=0, train_losses=[1.0] * first.steps))
+    assert ok.segment == 1
+
+
+def test_finished_is_absorbing() -> None:
+    ctl = fast(small_config())
+    run_job(ctl, NoisyQuadratic(seed=3))
+    last = ctl.current
+    assert last.finished and last.steps == 0
+    with pytest.raises(JobFinished):
+        ctl.report(Report(segment=last.segment, train_losses=[1.0]))
+    dup = ctl.report(Report(segment=last.segment - 1, train_losses=[1.0]))
+    assert dup == last
+
+
+def test_divergent_probes_get_a_bounded_penalty_and_are_never_chosen() -> None:
+    ctl = fast(small_config())
+    ins = ctl.start()
+    probes: list[Instruction] = []
+    while ins.kind == "probe":
+        probes.append(ins)
+        if ins.lr > 0.3:  # large LRs diverge
+            losses = [1.0 + i for i in range(ins.steps // 2)] + [math.nan]
+        else:
+            losses = [0.2 + 0.8 * math.exp(-0.05 * i * ins.lr * 10) for i in range(ins.steps)]
+        ins = ctl.report(Report(segment=ins.segment, train_losses=losses))
+    stage = ctl.stages[0]
+    bad = [p for p in stage.probes if not p.ok]
+    assert bad, "expected some divergent probes in the range"
+    assert all(p.reason for p in bad)
+    assert stage.chosen_lr is not None and stage.chosen_lr <= 0.3
+    objectives = Controller._objectives(stage)
+    finite = [p.forecast for p in stage.probes if p.ok and p.forecast is not None]
+    assert max(objectives) <= max(finite) + 2 * (max(finite) - min(finite)) + 1e-9
+
+
+def test_all_probes_diverging_falls_back_to_min_lr() -> None:
+    ctl = fast(small_config())
+    ins = ctl.start()
+    while ins.kind == "probe":
+        ins = ctl.report(Report(segment=ins.segment, train_losses=[math.inf] * 3))
+    assert ins.kind == "train" and ins.lr == 1e-3
+
+
+def test_warmup_comes_first_and_ramps() -> None:
+    ctl = fast(small_config(warmup_steps=100, warmup_lr=0.1))
+    first = ctl.start()
+    assert (first.kind, first.lr, first.lr_end, first.steps) == ("warmup", 1e-3, 0.1, 100)
+    assert first.lr_at(0) == 1e-3 and first.lr_at(99) == pytest.approx(0.1)
+    nxt = ctl.report(Report(segment=0, train_losses=[1.0] * 100))
+    assert nxt.kind == "probe" and nxt.snapshot
+
+
+def test_extra_steps_count_against_the_budget() -> None:
+    ctl = fast(small_config())
+    model = NoisyQuadratic(seed=4)
+    ins = ctl.start()
+    ins = ctl.report(model.follow(ins).model_copy(update={"extra_steps": 37}))
+    run_steps = 0
+    while not ins.finished:
+        rep = model.follow(ins)
+        run_steps += len(rep.train_losses)
+        ins = ctl.report(rep)
+    assert ctl.steps_used == 3000
+    assert run_steps == 3000 - 37 - ctl.schedule[0].steps
+
+
+def test_state_dict_is_json_and_rejects_garbage() -> None:
+    ctl = fast(small_config())
+    ctl.start()
+    text = json.dumps(ctl.state_dict(), allow_nan=False)
+    assert Controller.from_state_dict(json.loads(text)).current == ctl.current
+    with pytest.raises(ReportError, match="not a valid controller state"):
+        Controller.from_state_dict({"format": 1})
+
+
+def test_val_loss_source_asks_for_evaluations() -> None:
+    ctl = fast(small_config(loss_source="val"))
+    first = ctl.start()
+    assert first.eval_every == max(1, first.steps // 16)
+
+
+def test_auto_uses_val_only_once_probes_are_long() -> None:
+    ctl = fast(small_config(total_steps=20_000, loss_source="auto"))
+    run_job(ctl, NoisyQuadratic(seed=5))
+    sources = [(s.tau, s.source) for s in ctl.stages]
+    tau_max = max(t for t, _ in sources)
+    assert all(src == ("val" if tau == tau_max else "train") for tau, src in sources)
+    val_probes = [p for s in ctl.stages if s.source == "val" for p in s.probes]
+    assert val_probes and all(p.source == "val" for p in val_probes)
+
+
+def test_anneal_ends_the_budget_with_a_linear_decay() -> None:
+    ctl = fast(small_config(anneal_fraction=0.2))
+    run_job(ctl, NoisyQuadratic(seed=6))
+    last = ctl.schedule[-1]
+    assert last.kind == "anneal" and not last.restore
+    assert last.steps == round(0.2 * 3000)
+    assert last.lr == ctl.stages[-1].chosen_lr
+    assert last.lr_end == pytest.approx(last.lr * 1e-3)
+    assert last.lr_at(last.steps - 1) == pytest.approx(last.lr_end)
+    assert ctl.steps_used == 3000
+    assert sum(s.steps for s in ctl.schedule if s.kind == "anneal") == 600
+
+
+def test_anneal_needs_a_budget() -> None:
+    with pytest.raises(ValueError, match="anneal_fraction=0.2 needs total_steps"):
+        TunerConfig(anneal_fraction=0.2)
+
+
+def test_reuse_best_probe_keeps_its_state_and_saves_its_steps() -> None:
+    ctl = fast(small_config(reuse_best_probe=True))
+    run_job(ctl, NoisyQuadratic(seed=1))
+    for stage in ctl.stages:
+        train = next(s for s in ctl.schedule if s.stage == stage.stage and s.kind == "train")
+        probes = [s for s in ctl.schedule if s.stage == stage.stage and s.kind == "probe"]
+        if stage.reused_probe is None:
+            assert train.restore and not train.restore_best
+            continue
+        assert stage.chosen_probe == stage.reused_probe
+        if stage.reused_probe == len(stage.probes) - 1:  # trains on from the last probe
+            assert not train.restore and not train.restore_best
+        else:  # the best probe's state was saved right after it ran
+            assert train.restore_best and not train.restore
+            assert probes[stage.reused_probe + 1].save_best
+        if train.steps == stage.tau - stage.probe_steps:
+            assert train.steps < stage.tau
+    assert any(s.reused_probe is not None for s in ctl.stages)
+
+
+def test_paper_preset_switches_every_extension_off() -> None:
+    cfg = TunerConfig.autolrs(total_steps=3000)
+    assert not (cfg.warm_start or cfg.adaptive_probes or cfg.reuse_best_probe)
+    assert cfg.anneal_fraction == 0

@@ -1,0 +1,58 @@
+"""A server killed with SIGKILL mid-stage and restarted on the same database loses nothing:
+the job completes with the same segment log as an uninterrupted run with the same seed."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from autolr.client._http import HttpTransport
+from autolr.server.testing import ServerProcess
+
+from autolr.config import TunerConfig
+from autolr.controller import Controller
+from autolr.simulate import NoisyQuadratic, run_job
+
+CONFIG = TunerConfig(
+    min_lr=1e-3,
+    max_lr=1.0,
+    total_steps=600,
+    min_stages=2,
+    probes_per_stage=3,
+    initial_probes=2,
+    seed=11,
+)
+#: Kill when the client sends this segment's report: segment 5 is a probe of stage 1.
+KILL_AT = 5
+
+
+def test_sigkill_mid_stage_then_restart_gives_the_uninterrupted_segment_log(
+    server_factory: Callable[..., ServerProcess], sqlite_url: str
+) -> None:
+    server = server_factory(sqlite_url).start()
+    # Retries must outlast a restart (seconds; more on a loaded machine): up to ~50 s.
+    transport = HttpTransport(server.url, retries=200, backoff=0.05, backoff_max=0.5, strict=True)
+    model = NoisyQuadratic(seed=4)
+    instruction = transport.start(CONFIG)
+    restarted = threading.Event()
+
+    def crash_and_restart() -> None:
+        server.kill()  # the report for KILL_AT is in flight, or about to be
+        server.start()
+        restarted.set()
+
+    while not instruction.finished:
+        report = model.follow(instruction)
+        if instruction.segment == KILL_AT:
+            assert instruction.kind == "probe" and instruction.stage == 1
+            threading.Thread(target=crash_and_restart).start()
+        instruction = transport.report(report)
+    assert restarted.wait(60)
+
+    embedded = Controller(CONFIG)
+    run_job(embedded, NoisyQuadratic(seed=4))
+    served = transport.job()
+    assert served["status"] == "finished"
+    assert served["segments"] == [s.model_dump(mode="json") for s in embedded.segments]
+    assert served["stages"] == [s.model_dump(mode="json") for s in embedded.stages]
+    transport.close()

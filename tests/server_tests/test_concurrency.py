@@ -1,0 +1,109 @@
+"""Concurrent reports on one job: never both applied; the loser gets the stored answer or a 409
+it may retry. Runs on every backend (the race is settled by the database)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from autolr.server import db
+from autolr.server.errors import Busy, JobCancelled
+from autolr.server.metrics import Metrics
+from autolr.server.service import JobService
+from autolr.server.store import SqlStore
+
+from autolr.config import TunerConfig
+from autolr.errors import Conflict
+from autolr.protocol import Instruction, Report
+from autolr.simulate import NoisyQuadratic
+
+CONFIG = TunerConfig(min_lr=1e-3, max_lr=1.0, total_steps=1200, probes_per_stage=3, seed=7)
+
+
+@pytest.fixture
+def service(database_url: str) -> Iterator[JobService]:
+    engine = db.make_engine(database_url)
+    db.upgrade(engine)
+    store = SqlStore(engine)
+    yield JobService(
+        store, Metrics(store.count_by_status), max_losses_per_report=10_000, decision_threads=8
+    )
+    store.close()
+
+
+def _reports(instruction: Instruction, n: int) -> list[Report]:
+    """``n`` different reports for the same segment (different noise seeds)."""
+    return [NoisyQuadratic(seed=s).follow(instruction) for s in range(n)]
+
+
+def test_concurrent_reports_for_one_segment_apply_exactly_once(service: JobService) -> None:
+    created = service.create(CONFIG)
+    reports = _reports(created.instruction, 8)
+    barrier = threading.Barrier(len(reports))
+    answers: list[Instruction] = []
+
+    def send(report: Report) -> None:
+        job = service.authorize(created.job_id, created.token)
+        barrier.wait()  # everyone loaded version 1 before anyone saves
+        answers.append(service.report(job, report))
+
+    threads = [threading.Thread(target=send, args=(r,)) for r in reports]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(answers) == len(reports) and len(set(map(repr, answers))) == 1
+    job = service.store.load(created.job_id)
+    assert job.version == 2 and job.segment == 1 and job.steps_used == 20
+    [stored] = service.store.reports(created.job_id)
+    winner = Report.model_validate(stored.report)
+    assert winner in reports
+    assert len(job.state["segments"]) == 1
+    assert job.state["segments"][0]["steps_run"] == 20
+
+
+def test_loser_of_a_race_gets_the_stored_answer(service: JobService) -> None:
+    created = service.create(CONFIG)
+    stale = service.authorize(created.job_id, created.token)
+    first, second = _reports(created.instruction, 2)
+    answer = service.report(stale, first)
+    assert service.report(stale, second) == answer  # saved against version 1: lost, duplicate
+    assert service.store.load(created.job_id).version == 2
+
+
+def test_loser_of_a_race_with_a_cancel_is_told_cancelled(service: JobService) -> None:
+    created = service.create(CONFIG)
+    stale = service.authorize(created.job_id, created.token)
+    service.cancel(stale)
+    with pytest.raises(JobCancelled):
+        service.report(stale, _reports(created.instruction, 1)[0])
+    assert service.store.reports(created.job_id) == []
+
+
+def test_loser_of_a_race_with_another_change_gets_a_retryable_busy(
+    service: JobService, database_url: str
+) -> None:
+    created = service.create(CONFIG)
+    stale = service.authorize(created.job_id, created.token)
+    engine = db.make_engine(database_url)  # another writer (a future admin operation, say)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE jobs SET version = version + 1"))
+    engine.dispose()
+    report = _reports(created.instruction, 1)[0]
+    with pytest.raises(Busy, match="retry the same report"):
+        service.report(stale, report)
+    fresh = service.authorize(created.job_id, created.token)
+    assert service.report(fresh, report).segment == 1  # the retry goes through
+
+
+def test_a_report_two_segments_behind_is_a_conflict(service: JobService) -> None:
+    created = service.create(CONFIG)
+    model = NoisyQuadratic(seed=0)
+    r0 = model.follow(created.instruction)
+    i1 = service.report(service.store.load(created.job_id), r0)
+    service.report(service.store.load(created.job_id), model.follow(i1))
+    with pytest.raises(Conflict) as info:
+        service.report(service.store.load(created.job_id), r0)
+    assert (info.value.expected, info.value.got) == (2, 0)
