@@ -21,7 +21,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check autolr client server tests benchmarks
 	$(BIN)/ruff format --check autolr client server tests benchmarks
 	$(BIN)/mypy autolr
-	$(BIN)/lint-imports
+	# import-linter walks folders: assemble the installed layout (autolr/{client,server}) first.
+	rm -rf build/lint && mkdir -p build/lint
+	cp -r autolr build/lint/autolr && cp -r client build/lint/autolr/client && cp -r server build/lint/autolr/server
+	cd build/lint && PYTHONPATH=. ../../$(BIN)/lint-imports --config ../../pyproject.toml
 
 test: lint
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -62,24 +62,25 @@ class TunerConfig(BaseModel):
     seed: int = Field(0, ge=0, lt=2**63, description="Seed of every random choice.")
 
     # ---- Beyond AutoLRS. Each option is off in `TunerConfig.autolrs()`; defaults per benchmark.
+    # Defaults chosen by the ablation in benchmarks/quality (README, "Beyond AutoLRS").
     warm_start: bool = Field(
-        False, description="Centre each later stage's search on the last chosen LR."
+        True, description="Centre each later stage's search on the last chosen LR."
     )
     warm_start_decades: float = Field(
         1.0, gt=0, le=10, description="Half-width (decades) of a warm-started search region."
     )
     adaptive_probes: bool = Field(
-        False, description="Stop a stage's search once the GP says more probes cannot help."
+        True, description="Stop a stage's search once the GP says more probes cannot help."
     )
     min_probes: int = Field(3, ge=1, le=100, description="Probes before an adaptive stop.")
     stop_tolerance: float = Field(
-        0.01, ge=0, le=1, description="Adaptive stop: relative improvement still worth a probe."
+        0.03, ge=0, le=1, description="Adaptive stop: relative improvement still worth a probe."
     )
     reuse_best_probe: bool = Field(
-        False, description="Train on from the best probe's end state instead of the snapshot."
+        True, description="Train on from the best probe's end state instead of the snapshot."
     )
     anneal_fraction: float = Field(
-        0.0, ge=0, lt=1, description="Final share of total_steps spent decaying the LR to ~0."
+        0.2, ge=0, lt=1, description="Final share of total_steps spent decaying the LR to ~0 (needs total_steps)."
     )
 
     @model_validator(mode="after")
@@ -90,9 +91,7 @@ class TunerConfig(BaseModel):
                 "pass a range such as min_lr=1e-4, max_lr=1e-1"
             )
         if self.tau_min > self.tau_max:
-            raise ValueError(
-                f"tau_min={self.tau_min} must not exceed tau_max={self.tau_max}"
-            )
+            raise ValueError(f"tau_min={self.tau_min} must not exceed tau_max={self.tau_max}")
         if self.warmup_lr is not None and not self.min_lr <= self.warmup_lr <= self.max_lr:
             raise ValueError(
                 f"warmup_lr={self.warmup_lr} must lie in [min_lr={self.min_lr}, "
@@ -102,11 +101,6 @@ class TunerConfig(BaseModel):
             raise ValueError(
                 f"warmup_lr={self.warmup_lr} has no effect with warmup_steps=0; "
                 "set warmup_steps or drop warmup_lr"
-            )
-        if self.anneal_fraction > 0 and self.total_steps is None:
-            raise ValueError(
-                f"anneal_fraction={self.anneal_fraction} needs total_steps: the anneal is placed "
-                "at the end of the budget; set total_steps or anneal_fraction=0"
             )
         if self.min_probes > self.probes_per_stage:
             raise ValueError(

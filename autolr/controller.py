@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 STATE_FORMAT = 1
 #: Points kept per segment in the segment log (bucket means), enough to draw loss curves.
 LOG_POINTS_PER_SEGMENT = 64
-#: A probe whose loss ends this many baseline-magnitudes above the stage's baseline diverged.
+#: A probe whose loss ends this many scales above the stage's baseline diverged; the scale is
+#: the larger of the baseline's magnitude and the loss spread of the segment before the stage,
+#: so mini-batch noise around a tiny loss is not mistaken for divergence.
 EXPLODE_FACTOR = 2.0
 #: The anneal ends at this fraction of the LR it starts from ("near zero", but a valid LR).
 ANNEAL_END_RATIO = 1e-3
@@ -68,11 +70,14 @@ class StageRecord(BaseModel):
     start_step: int
     source: Literal["train", "val"]
     baseline: float | None = None
+    baseline_spread: float = 0.0
     probes: list[ProbeRecord] = Field(default_factory=list)
     chosen_lr: float | None = None
     chosen_probe: int | None = None
     train_steps: int | None = None
     best_saved: int | None = None
+    bounds: tuple[float, float] = (0.0, 1.0)
+    stopped_early: bool = False
     reused_probe: int | None = None
     search_fallbacks: list[str] = Field(default_factory=list)
 
@@ -117,7 +122,7 @@ def _bucket_means(values: Sequence[float], points: int) -> list[float | None]:
     out: list[float | None] = []
     for i in range(points):
         chunk = values[i * n // points : (i + 1) * n // points]
-        out.append(_finite(math.fsum(chunk) / len(chunk)) if chunk else None)
+        out.append(_finite(sum(chunk) / len(chunk)) if chunk else None)
     return out
 
 
@@ -127,7 +132,13 @@ def _tail_mean(values: Sequence[float], fraction: float = 0.1) -> float | None:
     if not finite:
         return None
     k = max(1, int(len(finite) * fraction))
-    return math.fsum(finite[-k:]) / k
+    return _finite(sum(finite[-k:]) / k)
+
+
+def _spread(values: Sequence[float | None]) -> float:
+    """Range of the finite values (0 when there are none)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return max(finite) - min(finite) if finite else 0.0
 
 
 def _derive_seed(seed: int, stage: int, probe: int) -> int:
@@ -168,8 +179,9 @@ class Controller:
     def start(self) -> Instruction:
         """The first instruction. Calling it again returns the instruction still awaited."""
         if self._state is None:
-            placeholder = Instruction(segment=0, kind="train", lr=self.config.min_lr,
-                                      lr_end=self.config.min_lr, steps=0)
+            placeholder = Instruction(
+                segment=0, kind="train", lr=self.config.min_lr, lr_end=self.config.min_lr, steps=0
+            )
             self._state = ControllerState(config=self.config, current=placeholder)
             self._state.current = self._first_instruction()
         return self._state.current
@@ -265,9 +277,7 @@ class Controller:
         if self._searcher is None:
             from autolr.search import GPSearcher
 
-            self._searcher = GPSearcher(
-                kappa=self.config.kappa, n_init=self.config.initial_probes
-            )
+            self._searcher = GPSearcher(kappa=self.config.kappa, n_init=self.config.initial_probes)
         return self._searcher
 
     def _remaining(self) -> int | None:
@@ -308,7 +318,7 @@ class Controller:
                 start_step=state.steps_used,
                 steps_run=len(losses),
                 extra_steps=report.extra_steps,
-                loss_mean=_finite(math.fsum(finite) / len(finite)) if finite else None,
+                loss_mean=_finite(sum(finite) / len(finite)) if finite else None,
                 loss_last=_tail_mean(losses),
                 losses=_bucket_means(losses, LOG_POINTS_PER_SEGMENT),
                 val_losses=[(s, _finite(v)) for s, v in val],
@@ -323,7 +333,9 @@ class Controller:
             stage = state.stages[-1]
             self._record_probe(stage, report, current)
             if len(stage.probes) < self.plan.probes_per_stage and self._fits_probe(stage):
-                return self._probe_instruction(nxt, stage)
+                x_next, gain = self._next_point(stage)
+                if not self._search_is_done(stage, gain):
+                    return self._probe_instruction(nxt, stage, x_next)
             return self._train_instruction(nxt, stage)
         if current.kind == "anneal":
             return self._finish(nxt, current.lr_end)
@@ -350,8 +362,15 @@ class Controller:
         return self._begin_stage(0, 0, last_lr=cfg.min_lr)
 
     def _finish(self, segment: int, lr: float) -> Instruction:
-        return Instruction(segment=segment, kind="train", lr=lr, lr_end=lr, steps=0,
-                           finished=True, stage=len(self._require_started().stages) - 1)
+        return Instruction(
+            segment=segment,
+            kind="train",
+            lr=lr,
+            lr_end=lr,
+            steps=0,
+            finished=True,
+            stage=len(self._require_started().stages) - 1,
+        )
 
     def _stage_source(self, stage: int) -> Literal["train", "val"]:
         source = self.config.loss_source
@@ -364,8 +383,14 @@ class Controller:
         remaining = self._remaining() or 0
         if remaining <= 0:
             return self._finish(segment, lr)
-        return Instruction(segment=segment, kind="anneal", lr=lr, lr_end=lr * ANNEAL_END_RATIO,
-                           steps=remaining, stage=len(self._require_started().stages) - 1)
+        return Instruction(
+            segment=segment,
+            kind="anneal",
+            lr=lr,
+            lr_end=lr * ANNEAL_END_RATIO,
+            steps=remaining,
+            stage=len(self._require_started().stages) - 1,
+        )
 
     def _begin_stage(self, segment: int, index: int, *, last_lr: float) -> Instruction:
         state = self._require_started()
@@ -375,8 +400,14 @@ class Controller:
         if room is not None and room < self.plan.stage_steps(index):
             # Only steps trained outside the plan (extra_steps) lead here: no room for a search,
             # so spend the rest training at the LR in use.
-            return Instruction(segment=segment, kind="train", lr=last_lr, lr_end=last_lr,
-                               steps=room, stage=max(0, index - 1))
+            return Instruction(
+                segment=segment,
+                kind="train",
+                lr=last_lr,
+                lr_end=last_lr,
+                steps=room,
+                stage=max(0, index - 1),
+            )
         previous = state.segments[-1] if state.segments else None
         state.stages.append(
             StageRecord(
@@ -386,23 +417,85 @@ class Controller:
                 start_step=state.steps_used,
                 source=self._stage_source(index),
                 baseline=previous.loss_last if previous is not None else None,
+                baseline_spread=_spread(previous.losses) if previous is not None else 0.0,
             )
         )
-        return self._probe_instruction(segment, state.stages[-1])
+        stage = state.stages[-1]
+        stage.bounds = self._bounds(stage)
+        return self._probe_instruction(segment, stage, self._next_point(stage)[0])
 
-    def _probe_instruction(self, segment: int, stage: StageRecord) -> Instruction:
+    def _bounds(self, stage: StageRecord) -> tuple[float, float]:
+        """The stage's search region: all of [0, 1], or around the last chosen LR (warm start)."""
+        state = self._require_started()
+        previous = [s.chosen_lr for s in state.stages[:-1] if s.chosen_lr is not None]
+        if not self.config.warm_start or not previous:
+            return (0.0, 1.0)
+        centre = self.space.to_unit(previous[-1])
+        half = self.config.warm_start_decades * math.log(10.0) / self.space.log_width
+        lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+        return (lo, hi) if hi > lo else (0.0, 1.0)
+
+    def _warm_design(self, stage: StageRecord) -> float | None:
+        """Warm start's first probes: the last chosen LR, then half-way to each edge."""
+        state = self._require_started()
+        previous = [s.chosen_lr for s in state.stages[:-1] if s.chosen_lr is not None]
+        lo, hi = stage.bounds
+        if not self.config.warm_start or not previous:
+            return None
+        centre = self.space.to_unit(previous[-1])
+        design = [centre, (lo + centre) / 2, (centre + hi) / 2]
         i = len(stage.probes)
-        save_best = self._save_best(stage)
+        if i >= len(design):
+            return None
+        x = design[i]
+        if any(abs(x - p.x_unit) < 0.02 for p in stage.probes):
+            return None
+        return x
+
+    def _next_point(self, stage: StageRecord) -> tuple[float, float]:
+        """Where to probe next, and the searcher's estimate of what it could still gain."""
+        i = len(stage.probes)
+        warm = self._warm_design(stage)
+        if warm is not None:
+            return warm, math.inf
         x_seen = [p.x_unit for p in stage.probes]
+        y = self._objectives(stage)
         seed = _derive_seed(self.config.seed, stage.stage, i)
         try:
-            x_next = self.searcher.propose(x_seen, self._objectives(stage), seed=seed)
+            decide = getattr(self.searcher, "decide", None)
+            if decide is not None:
+                x_next, gain = decide(x_seen, y, seed=seed, bounds=stage.bounds)
+                return float(x_next), float(gain)
+            return self.searcher.propose(x_seen, y, seed=seed, bounds=stage.bounds), math.inf
         except Exception as exc:  # the job must go on: fall back to random search
             stage.search_fallbacks.append(f"probe {i}: {type(exc).__name__}: {exc}"[:300])
             log.warning("GP search failed (%s); probing a random LR instead", exc)
             from autolr.search import RandomSearcher
 
-            x_next = RandomSearcher().propose(x_seen, self._objectives(stage), seed=seed)
+            return RandomSearcher().propose(x_seen, y, seed=seed, bounds=stage.bounds), math.inf
+
+    def _search_is_done(self, stage: StageRecord, gain: float) -> bool:
+        """Adaptive probe count: stop once the GP's optimistic gain is a negligible share.
+
+        After ``min_probes`` probes, the search ends when the LCB's best point is expected to
+        beat the best probe's posterior mean by less than ``stop_tolerance`` times the
+        magnitude of the best forecast (1% by default): another probe would cost τ' steps for
+        a forecast improvement smaller than the forecasts' own noise.
+        """
+        if not self.config.adaptive_probes or len(stage.probes) < self.config.min_probes:
+            return False
+        healthy = [p.forecast for p in stage.probes if p.ok and p.forecast is not None]
+        if not healthy:
+            return False
+        scale = max(abs(min(healthy)), 1e-12)
+        done = gain < self.config.stop_tolerance * scale
+        if done:
+            stage.stopped_early = True
+        return done
+
+    def _probe_instruction(self, segment: int, stage: StageRecord, x_next: float) -> Instruction:
+        i = len(stage.probes)
+        save_best = self._save_best(stage)
         lr = self.space.to_lr(x_next)
         eval_every = None
         if stage.source == "val":
@@ -483,7 +576,8 @@ class Controller:
         if ok and not all(math.isfinite(v) for v in losses):
             ok, reason = False, "non-finite training loss"
         if ok and stage.baseline is not None and last is not None:
-            limit = stage.baseline + EXPLODE_FACTOR * max(abs(stage.baseline), 1e-12)
+            scale = max(abs(stage.baseline), stage.baseline_spread, 1e-12)
+            limit = stage.baseline + EXPLODE_FACTOR * scale
             if last > limit:
                 ok, reason = False, f"exploding loss ({last:.4g} > {limit:.4g})"
         if ok and not math.isfinite(fc.value):

@@ -28,7 +28,7 @@ class StagePlan:
 
     def tau(self, stage: int) -> int:
         """Train-segment length τ of stage ``stage`` (doubling, capped at ``tau_max``)."""
-        return min(self.tau_max, self.tau_min * 2 ** min(stage, 62))
+        return int(min(self.tau_max, self.tau_min * 2 ** min(stage, 62)))
 
     def probe_steps(self, stage: int) -> int:
         """Probe length τ' of stage ``stage``: ``probe_fraction·τ``, at least ``min_probe_steps``."""

@@ -100,10 +100,17 @@ class NoisyQuadratic:
                 val.append((i + 1, true if np.isfinite(true) else float("nan")))
         return losses, val
 
-    def best_lr(self, horizon: int, min_lr: float, max_lr: float, points: int = 400) -> float:
-        """The LR that minimizes the expected loss after ``horizon`` steps from the current state."""
+    def best_lr(
+        self,
+        horizon: int,
+        min_lr: float,
+        max_lr: float,
+        points: int = 400,
+        m: FloatArray | None = None,
+    ) -> float:
+        """The LR minimizing the expected loss after ``horizon`` steps from ``m`` (or now)."""
         grid = np.logspace(np.log10(min_lr), np.log10(max_lr), points)
-        losses = np.array([self.loss_after(float(lr), horizon) for lr in grid])
+        losses = np.array([self.loss_after(float(lr), horizon, m) for lr in grid])
         losses[~np.isfinite(losses)] = np.inf
         return float(grid[int(np.argmin(losses))])
 

@@ -150,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['cpu_p50_ms']:>8.1f} {row['cpu_p99_ms']:>8.1f}  {verdict}{note}"
         )
     all_pass = all(row["pass"] for row in rows)
+    if env["torch_threads"] != 1:
+        print(
+            f"hint: torch uses {env['torch_threads']} intra-op threads; on a busy CPU their "
+            "OpenMP workers wait for each other on every small op (5-10x slower here). "
+            "Compare with --threads 1."
+        )
     print("overall:", "PASS" if all_pass else "FAIL")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

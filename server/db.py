@@ -9,6 +9,8 @@ processes starting together migrate once.
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from importlib import resources
 from typing import Any
 
@@ -54,13 +56,30 @@ def make_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
     @sa.event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
-        if not memory:
-            cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA foreign_keys=ON")
+        if not memory:
+            _enable_wal(cur)
         cur.close()
 
     return engine
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch a SQLite file to WAL (persistent: a no-op once done).
+
+    The switch needs an exclusive lock, and SQLite refuses it at once, without waiting for the
+    busy timeout, while another connection holds a write lock (its deadlock avoidance). That
+    happens when processes open a fresh file together, so the switch is retried briefly.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def alembic_config() -> Config:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -61,9 +62,32 @@ def temporary_schema(url: str) -> Iterator[str]:
         admin.dispose()
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port on loopback that nothing listens on right now.
+
+    Chosen below the kernel's ephemeral range, so that while a test server is down (killed on
+    purpose) no outgoing connection, not even a client retrying against that very port (TCP
+    self-connect), can be handed the port and keep the restarted server from binding it.
+    """
+    low, _high = _ephemeral_range()
+    candidates = list(range(max(1024, low - 12_000), low))
+    random.shuffle(candidates)
+    for port in candidates[:200]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # fall back: any port
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 

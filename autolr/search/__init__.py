@@ -48,13 +48,21 @@ class Searcher(Protocol):
       ``RandomSearcher``. No other exception is raised on purpose.
     """
 
-    def propose(self, x_unit: Sequence[float], y: Sequence[float], *, seed: int) -> float:
+    def propose(
+        self,
+        x_unit: Sequence[float],
+        y: Sequence[float],
+        *,
+        seed: int,
+        bounds: tuple[float, float] = (0.0, 1.0),
+    ) -> float:
         """The next point to probe.
 
         Args:
             x_unit: observed points in [0, 1], length n (may be empty).
             y: finite outcomes of those points, lower is better, length n.
             seed: all randomness of the proposal derives from it.
+            bounds: the sub-interval of [0, 1] to propose from.
 
         Returns:
             A point in [0, 1], at least the searcher's ``min_distance`` from every observed

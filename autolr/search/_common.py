@@ -89,12 +89,16 @@ def feasible_intervals(
 
     Returns:
         Disjoint intervals ``(a, b)`` with ``a <= b``, sorted; intervals shorter than 1e-12
-        are dropped. Empty when every point of ``[lo, hi]`` is too close to an observation.
+        are dropped, and the exclusion radius is widened by 1e-9 relative (and 1e-15
+        absolute) so that every point of the result is ≥ ``min_distance`` away exactly. Empty when every point of ``[lo, hi]`` is too close to an observation.
     """
+    # A hair wider than min_distance, so that a point drawn at an interval's edge is at
+    # least min_distance away after floating-point rounding too.
+    radius = min_distance * (1.0 + 1e-9) + 1e-15
     intervals: list[tuple[float, float]] = []
     start = lo
     for centre in sorted(x_unit):
-        left, right = centre - min_distance, centre + min_distance
+        left, right = centre - radius, centre + radius
         if right <= start:
             continue
         if left >= hi:

@@ -62,7 +62,11 @@ _SQRT5 = math.sqrt(5.0)
 
 @contextmanager
 def _isolated(seed: int) -> Iterator[None]:
-    """Serialize, silence botorch/gpytorch warnings and seed torch without leaking state."""
+    """Serialize, silence botorch/gpytorch warnings and seed torch without leaking state.
+
+    The fit also runs on one intra-op thread (restored afterwards): its matrices are tiny,
+    and on a busy CPU a second thread made decisions 10x slower (decision_latency.py).
+    """
     with (
         _FIT_LOCK,
         warnings.catch_warnings(),
@@ -70,7 +74,12 @@ def _isolated(seed: int) -> Iterator[None]:
     ):
         warnings.simplefilter("ignore")
         torch.manual_seed(seed % (2**63))
-        yield
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
 
 def map_loss(model: SingleTaskGP) -> torch.Tensor:
@@ -193,6 +202,13 @@ def _posterior(model: SingleTaskGP, points: torch.Tensor) -> tuple[torch.Tensor,
     return mean, std
 
 
+def _check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
+    lo, hi = float(bounds[0]), float(bounds[1])
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi <= 1.0):
+        raise SearchInputError(f"bounds={bounds!r} must satisfy 0 <= lo < hi <= 1")
+    return lo, hi
+
+
 class GPSearcher:
     """Bayesian optimization of the log-LR with a GP and a lower confidence bound.
 
@@ -221,8 +237,9 @@ class GPSearcher:
     Everything is deterministic: the same observations, options and seed give
     bit-identical results. torch's RNG is seeded inside ``fork_rng`` (only used by
     botorch's retry after a failed fit), and one fit runs at a time per process because
-    warning filters and the RNG are process-wide. A decision costs one GP fit, about
-    30-70 ms on one CPU core for 1-20 observations (``benchmarks/decision_latency.py``).
+    warning filters and the RNG are process-wide. A decision costs one GP fit: p50
+    50-100 ms for 1-20 observations with one torch thread (``benchmarks/decision_latency.py``;
+    on a shared CPU, more intra-op threads make it several times slower).
 
     Args:
         kappa: LCB exploration weight, in posterior standard deviations (≥ 0). 2.0 (about
@@ -276,39 +293,76 @@ class GPSearcher:
             f"min_distance={self.min_distance!r}, grid_size={self.grid_size!r})"
         )
 
-    def propose(self, x_unit: Sequence[float], y: Sequence[float], *, seed: int) -> float:
+    def propose(
+        self,
+        x_unit: Sequence[float],
+        y: Sequence[float],
+        *,
+        seed: int,
+        bounds: tuple[float, float] = (0.0, 1.0),
+    ) -> float:
         """The next point to probe: space filling first, then the LCB minimizer.
 
         Args:
             x_unit: observed points in [0, 1], length n (may be empty).
             y: their finite outcomes, lower is better, length n.
             seed: fixes the space-filling design and botorch's fit retries.
+            bounds: the sub-interval of [0, 1] to search (a warm-started stage searches
+                around the last chosen LR); observations may lie outside it.
 
         Returns:
-            A point in [0, 1], at least ``min_distance`` from every observation whenever
+            A point in ``bounds``, at least ``min_distance`` from every observation whenever
             the grid (or, while space filling, [0, 1]) has such a point.
 
         Raises:
-            SearchInputError: invalid observations.
+            SearchInputError: invalid observations or bounds.
             SearchError: the GP could not be fitted or evaluated (use RandomSearcher).
         """
+        return self.decide(x_unit, y, seed=seed, bounds=bounds)[0]
+
+    def decide(
+        self,
+        x_unit: Sequence[float],
+        y: Sequence[float],
+        *,
+        seed: int,
+        bounds: tuple[float, float] = (0.0, 1.0),
+    ) -> tuple[float, float]:
+        """The next point to probe and the most it could still gain, from one GP fit.
+
+        The gain is ``min(μ at the observations) − min(LCB over the allowed grid)``: by
+        the GP's own (κ-optimistic) estimate, how much lower than the best probe so far
+        the next probe could land. The controller ends a stage's search when the gain is
+        small (``TunerConfig.adaptive_probes``). It is ``inf`` while space filling.
+
+        Returns:
+            ``(x_next, gain)`` with ``gain >= 0`` in the units of ``y``.
+
+        Raises:
+            SearchInputError: invalid observations or bounds.
+            SearchError: the GP could not be fitted or evaluated.
+        """
         xs, ys = validate_observations(x_unit, y)
+        lo, hi = _check_bounds(bounds)
         if len(xs) < self.n_init:
-            return space_filling_point(
+            x = space_filling_point(
                 xs, n_strata=self.n_init, min_distance=self.min_distance, seed=seed
             )
-        grid = torch.linspace(0.0, 1.0, self.grid_size, dtype=_DTYPE)  # (grid_size,)
+            return lo + x * (hi - lo), math.inf
+        grid = torch.linspace(lo, hi, self.grid_size, dtype=_DTYPE)  # (grid_size,)
         observed = torch.tensor(xs, dtype=_DTYPE)  # (n,)
         nearest = (grid.unsqueeze(-1) - observed).abs().amin(dim=-1)  # (grid_size,)
         allowed = nearest >= self.min_distance
         if not bool(allowed.any()):
-            return farthest_point(xs)
+            return min(hi, max(lo, farthest_point(xs))), 0.0
         with _isolated(seed):
             model = _fit(xs, ys)
             mean, std = _posterior(model, grid.unsqueeze(-1))
+            observed_mean, _ = _posterior(model, observed.unsqueeze(-1))
         lcb = (mean - self.kappa * std).masked_fill(~allowed, math.inf)
         best = int(torch.argmin(lcb))  # first minimum: ties go to the smallest x
-        return min(1.0, max(0.0, float(grid[best])))
+        gain = max(0.0, float(observed_mean.min()) - float(lcb[best]))
+        return min(hi, max(lo, float(grid[best]))), gain
 
     def choose(self, x_unit: Sequence[float], y: Sequence[float]) -> int:
         """Index of the observation with the lowest GP posterior mean.
@@ -336,3 +390,41 @@ class GPSearcher:
         except SearchError:
             return argmin_first(ys)  # documented fallback: the raw outcomes are still valid
         return argmin_first(mean.tolist())
+
+    def posterior(
+        self, x_unit: Sequence[float], y: Sequence[float], at: Sequence[float]
+    ) -> tuple[list[float], list[float]]:
+        """The fitted GP's posterior mean and standard deviation at the points ``at``.
+
+        The same model ``choose`` fits (MAP hyperparameters, seed 0), exposed so that tools
+        such as the server's dashboard can draw what the search believed without reaching
+        into this module's internals.
+
+        Args:
+            x_unit: observed points in [0, 1], length n ≥ 1.
+            y: their finite outcomes, length n.
+            at: points in [0, 1] to evaluate, length m.
+
+        Returns:
+            ``(mean, std)``: two lists of length m, in the units of ``y``.
+
+        Raises:
+            SearchInputError: invalid observations, or a point of ``at`` outside [0, 1].
+            SearchError: the GP could not be fitted or evaluated.
+
+        Example:
+            >>> mean, std = GPSearcher().posterior([0.1, 0.5, 0.9], [1.0, 0.2, 1.1], [0.5])
+            >>> abs(mean[0] - 0.2) < 0.3 and std[0] >= 0.0
+            True
+        """
+        xs, ys = validate_observations(x_unit, y)
+        if not xs:
+            raise SearchInputError("posterior needs at least one observation, got none")
+        points = [float(v) for v in at]
+        for i, v in enumerate(points):
+            if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+                raise SearchInputError(f"at[{i}]={v!r} is outside [0, 1]")
+        with _isolated(0):
+            model = _fit(xs, ys)
+            mean, std = _posterior(model, torch.tensor(points, dtype=_DTYPE).unsqueeze(-1))
+        return [float(v) for v in mean], [float(v) for v in std]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 
@@ -13,6 +14,7 @@ from autolr.search._common import (
     validate_min_distance,
     validate_observations,
 )
+from autolr.search._errors import SearchInputError
 
 
 class RandomSearcher:
@@ -44,8 +46,15 @@ class RandomSearcher:
     def __repr__(self) -> str:
         return f"RandomSearcher(min_distance={self.min_distance!r})"
 
-    def propose(self, x_unit: Sequence[float], y: Sequence[float], *, seed: int) -> float:
-        """A uniform draw from the part of [0, 1] at least ``min_distance`` from every point.
+    def propose(
+        self,
+        x_unit: Sequence[float],
+        y: Sequence[float],
+        *,
+        seed: int,
+        bounds: tuple[float, float] = (0.0, 1.0),
+    ) -> float:
+        """A uniform draw from the part of ``bounds`` at least ``min_distance`` from every point.
 
         Args:
             x_unit: observed points in [0, 1], length n (may be empty).
@@ -63,9 +72,12 @@ class RandomSearcher:
             SearchInputError: invalid observations.
         """
         xs, _ = validate_observations(x_unit, y)
-        intervals = feasible_intervals(xs, self.min_distance)
+        lo, hi = float(bounds[0]), float(bounds[1])
+        if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi <= 1.0):
+            raise SearchInputError(f"bounds={bounds!r} must satisfy 0 <= lo < hi <= 1")
+        intervals = feasible_intervals(xs, self.min_distance, lo, hi)
         if not intervals:
-            return farthest_point(xs)
+            return min(hi, max(lo, farthest_point(xs)))
         rng = random.Random(seed)
         for _ in range(len(xs)):
             rng.random()

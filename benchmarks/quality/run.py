@@ -66,8 +66,18 @@ class RunSpec:
         return self.method not in BASELINES
 
     def key(self) -> str:
-        cfg = json.dumps(dict(self.overrides), sort_keys=True)
-        digest = hashlib.sha1(cfg.encode()).hexdigest()[:8] if self.overrides else "default"
+        # The defaults are part of the key: a run cached under other TunerConfig defaults
+        # (e.g. before the "beyond AutoLRS" options became default) must not be reused.
+        if self.is_autolr:
+            from autolr import TunerConfig
+
+            cfg = json.dumps(
+                {"defaults": TunerConfig().model_dump(mode="json"), **dict(self.overrides)},
+                sort_keys=True,
+            )
+            digest = hashlib.sha1(cfg.encode()).hexdigest()[:8]
+        else:
+            digest = "default"
         lr = "auto" if self.lr is None else f"{self.lr:.6g}"
         return (
             f"v{HARNESS_VERSION}|{self.task}|{self.method}|cfg={digest}|lr={lr}|"

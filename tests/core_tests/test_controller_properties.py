@@ -16,6 +16,8 @@ from autolr.simulate import NoisyQuadratic
 
 CONFIG = TunerConfig(
     reuse_best_probe=True,
+    warm_start=True,
+    adaptive_probes=True,
     anneal_fraction=0.1,
     min_lr=1e-4,
     max_lr=1.0,
@@ -80,7 +82,9 @@ class ControllerMachine(RuleBasedStateMachine):
         losses = head + [1.0 / (1 + i) for i in range(n - len(head))]
         assert CONFIG.total_steps is not None
         room = CONFIG.total_steps - self.ctl.steps_used - n - 1
-        report = Report(segment=ins.segment, train_losses=losses, extra_steps=max(0, min(extra, room)))
+        report = Report(
+            segment=ins.segment, train_losses=losses, extra_steps=max(0, min(extra, room))
+        )
         nxt = self.ctl.report(report)
         assert nxt.segment == ins.segment + 1
         self.check_instruction(nxt)

@@ -197,7 +197,7 @@ def test_gp_proposals_are_inside_and_away_from_observations(
     assert gap(x, x_unit) >= 0.02
 
 
-@settings(deadline=None, max_examples=100)
+@settings(deadline=None, max_examples=300)
 @given(observations=observation_sets, seed=st.integers(0, 2**32 - 1))
 def test_random_proposals_are_inside_and_away_from_observations(
     observations: list[tuple[float, float]], seed: int
@@ -205,7 +205,7 @@ def test_random_proposals_are_inside_and_away_from_observations(
     x_unit = [x for x, _ in observations]
     x = RandomSearcher().propose(x_unit, [v for _, v in observations], seed=seed)
     assert 0.0 <= x <= 1.0
-    assert gap(x, x_unit) >= 0.02 - 1e-12  # sampled from the feasible set, up to rounding
+    assert gap(x, x_unit) >= 0.02
 
 
 def test_when_no_point_is_far_enough_the_farthest_point_is_proposed(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from autolr.client._http import HttpTransport
+from autolr.client._http import HttpTransport, ServerUnavailable
 from autolr.server.testing import ServerProcess
 
 from autolr.config import TunerConfig
@@ -35,10 +35,15 @@ def test_sigkill_mid_stage_then_restart_gives_the_uninterrupted_segment_log(
     model = NoisyQuadratic(seed=4)
     instruction = transport.start(CONFIG)
     restarted = threading.Event()
+    failures: list[BaseException] = []
 
     def crash_and_restart() -> None:
         server.kill()  # the report for KILL_AT is in flight, or about to be
-        server.start()
+        try:
+            server.start()
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+            return
         restarted.set()
 
     while not instruction.finished:
@@ -46,7 +51,11 @@ def test_sigkill_mid_stage_then_restart_gives_the_uninterrupted_segment_log(
         if instruction.segment == KILL_AT:
             assert instruction.kind == "probe" and instruction.stage == 1
             threading.Thread(target=crash_and_restart).start()
-        instruction = transport.report(report)
+        try:
+            instruction = transport.report(report)
+        except ServerUnavailable as exc:
+            log = server.log_path.read_text()[-3000:] if server.log_path else ""
+            raise AssertionError(f"no restart ({failures}); server log:\n{log}") from exc
     assert restarted.wait(60)
 
     embedded = Controller(CONFIG)
