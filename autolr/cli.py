@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from autolr.cli_jobs import register as register_job_commands
+
 if TYPE_CHECKING:
     from autolr.server.settings import Settings
 
@@ -25,6 +27,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+register_job_commands(app)  # jobs list|show|cancel, export (autolr/cli_jobs.py)
 
 DbOption = Annotated[
     str | None,

@@ -73,6 +73,15 @@ class TunerConfig(BaseModel):
         True, description="Stop a stage's search once the GP says more probes cannot help."
     )
     min_probes: int = Field(3, ge=1, le=100, description="Probes before an adaptive stop.")
+    # The budget rule sizes stages for this many probes. With adaptive stopping, sizing for all
+    # k probes made τ so short on small budgets that probes took over 40% of the steps.
+    plan_probes: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="Probes per stage the budget rule plans for (default: k, or min_probes + 1 "
+        "with adaptive_probes).",
+    )
     stop_tolerance: float = Field(
         0.03, ge=0, le=1, description="Adaptive stop: relative improvement still worth a probe."
     )
@@ -80,7 +89,10 @@ class TunerConfig(BaseModel):
         True, description="Train on from the best probe's end state instead of the snapshot."
     )
     anneal_fraction: float = Field(
-        0.2, ge=0, lt=1, description="Final share of total_steps spent decaying the LR to ~0 (needs total_steps)."
+        0.2,
+        ge=0,
+        lt=1,
+        description="Final share of total_steps spent decaying the LR to ~0 (needs total_steps).",
     )
 
     @model_validator(mode="after")
@@ -132,6 +144,15 @@ class TunerConfig(BaseModel):
         if self.warmup_lr is not None:
             return self.warmup_lr
         return float((self.min_lr * self.max_lr) ** 0.5)
+
+    @property
+    def planned_probes(self) -> int:
+        """Probes per stage that the budget rule (`autolr.plan`) plans for."""
+        if self.plan_probes is not None:
+            return min(self.plan_probes, self.probes_per_stage)
+        if self.adaptive_probes:
+            return min(self.min_probes + 1, self.probes_per_stage)
+        return self.probes_per_stage
 
     @property
     def anneal_steps(self) -> int:

@@ -332,7 +332,7 @@ class Controller:
         if current.kind == "probe":
             stage = state.stages[-1]
             self._record_probe(stage, report, current)
-            if len(stage.probes) < self.plan.probes_per_stage and self._fits_probe(stage):
+            if len(stage.probes) < self.config.probes_per_stage and self._fits_probe(stage):
                 x_next, gain = self._next_point(stage)
                 if not self._search_is_done(stage, gain):
                     return self._probe_instruction(nxt, stage, x_next)

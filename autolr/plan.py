@@ -22,7 +22,7 @@ class StagePlan:
 
     tau_min: int
     tau_max: int
-    probes_per_stage: int
+    probes_per_stage: int  # probes per stage the budget is planned for
     probe_fraction: float
     min_probe_steps: int
 
@@ -51,7 +51,7 @@ def _plan(config: TunerConfig, tau_min: int, tau_max: int) -> StagePlan:
     return StagePlan(
         tau_min=tau_min,
         tau_max=tau_max,
-        probes_per_stage=config.probes_per_stage,
+        probes_per_stage=config.planned_probes,
         probe_fraction=config.probe_fraction,
         min_probe_steps=config.min_probe_steps,
     )

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
 from autolr.client import AutoLR, StateSnapshot
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from autolr.client._replay import ReplaySchedule
 from autolr.client._segment import Segment
 from autolr.client._snapshot import Snapshot, StateSnapshot
 from autolr.client._transport import LocalTransport, Transport
@@ -36,6 +37,7 @@ __all__ = [
     "ClientError",
     "HttpTransport",
     "LocalTransport",
+    "ReplaySchedule",
     "Segment",
     "Snapshot",
     "SnapshotError",

@@ -33,8 +33,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from autolr.client.errors import ClientError, TransportError
 
+from autolr.client.errors import ClientError, TransportError
 from autolr.errors import (
     AutoLRError,
     ConfigError,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+
 from autolr.client._distributed import Group
 
 Loss = float | torch.Tensor

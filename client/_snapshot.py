@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
+
 from autolr.client.errors import SnapshotError
 
 SnapshotDevice = Literal["cpu", "same", "disk"]

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 import torch
+
 from autolr.client._distributed import Group, current_group
 from autolr.client._eval import ValFn, evaluate
 from autolr.client._losses import Loss, read_losses, stack_losses
@@ -24,7 +25,6 @@ from autolr.client._segment import Segment
 from autolr.client._snapshot import SnapshotDevice, StateSnapshot
 from autolr.client._transport import LocalTransport, Transport
 from autolr.client.errors import ClientError, TransportError, TunerFinished
-
 from autolr.config import TunerConfig
 from autolr.errors import ConfigError
 from autolr.protocol import Instruction, Report

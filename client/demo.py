@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from autolr.client import AutoLR, LocalTransport, Segment
 from torch import nn
+
+from autolr.client import AutoLR, LocalTransport, Segment
 
 
 @dataclass

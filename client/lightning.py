@@ -26,6 +26,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+
 from autolr.client._tuner import AutoLR
 
 __all__ = ["AutoLRCallback"]

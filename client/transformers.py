@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 import transformers
+
 from autolr.client._tuner import AutoLR
 
 __all__ = ["AutoLRCallback"]

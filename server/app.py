@@ -9,18 +9,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from fastapi import FastAPI
+
+import autolr
 from autolr.server import db
 from autolr.server.errors import install_error_handlers
 from autolr.server.limits import BodyLimit
 from autolr.server.logs import configure_logging
 from autolr.server.metrics import Metrics
-from autolr.server.routes import jobs, ops
+from autolr.server.routes import dashboard, jobs, ops
 from autolr.server.service import JobService
 from autolr.server.settings import Settings, get_settings
 from autolr.server.store import JobStore, SqlStore
-from fastapi import FastAPI
-
-import autolr
 
 DESCRIPTION = """\
 Online learning-rate tuning (AutoLRS) as a service.
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None, *, store: JobStore | None = Non
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.include_router(jobs.router)
     app.include_router(ops.router)
+    app.include_router(dashboard.router)
     return app
 
 

@@ -52,7 +52,7 @@ LOSS_TOP_QUANTILE = 0.98
 class Frame:
     """A chart's size and the margins around its plot area, in pixels."""
 
-    width: int = 760
+    width: int = 1000
     height: int = 260
     left: int = 64
     right: int = 16
@@ -104,12 +104,12 @@ class Scale:
         return self.start + t * (self.end - self.start)
 
     def ticks(self) -> list[float]:
-        """Tick values: decades (with 2 and 5 when the range is short) or a 1-2-5 step."""
+        """Tick values: decades (with 2× and 5× when fewer than 3 fit) or a 1-2-5 step."""
         if self.log:
             first, last = math.floor(math.log10(self.lo)), math.ceil(math.log10(self.hi))
             decades = [10.0**k for k in range(first, last + 1)]
             inside = [v for v in decades if self.lo <= v * (1 + 1e-9) and v <= self.hi * (1 + 1e-9)]
-            if len(inside) >= 2:
+            if len(inside) >= 3:
                 return inside
             fine = [m * d for d in decades for m in (1.0, 2.0, 5.0)]
             return [v for v in fine if self.lo <= v <= self.hi] or [self.lo, self.hi]
@@ -161,7 +161,7 @@ def _svg(frame: Frame, label: str, body: list[str], css_class: str) -> str:
         f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" '
         f'viewBox="0 0 {frame.width} {frame.height}" width="{frame.width}" '
         f'height="{frame.height}" role="img" aria-label="{escape(label)}" '
-        'font-family="sans-serif" font-size="11">'
+        'style="max-width:100%;height:auto" font-family="sans-serif" font-size="11">'
         f"<title>{escape(label)}</title>" + "".join(body) + "</svg>"
     )
 
@@ -265,7 +265,7 @@ def lr_svg(segments: Sequence[SegmentRecord], *, frame: Frame | None = None) -> 
 
     Args:
         segments: the job's segment log, in order.
-        frame: size and margins (default 760 x 260).
+        frame: size and margins (default 1000 x 260).
     """
     frame = frame or Frame()
     label = "Learning rate by step"
@@ -346,7 +346,7 @@ def loss_svg(segments: Sequence[SegmentRecord], *, frame: Frame | None = None) -
 
     Args:
         segments: the job's segment log, in order.
-        frame: size and margins (default 760 x 260).
+        frame: size and margins (default 1000 x 260).
     """
     frame = frame or Frame()
     label = "Loss by step"

@@ -11,14 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+from fastapi import Depends, Path, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
 from autolr.server import auth
 from autolr.server.errors import Unauthorized
 from autolr.server.metrics import Metrics
 from autolr.server.service import JobService
 from autolr.server.settings import Settings
 from autolr.server.store import JobRecord
-from fastapi import Depends, Path, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 _bearer = HTTPBearer(
     auto_error=False,

@@ -8,8 +8,9 @@ buffering them costs nothing FastAPI would not spend anyway.
 
 from __future__ import annotations
 
-from autolr.server.errors import body_too_large_response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from autolr.server.errors import body_too_large_response
 
 
 class BodyLimit:

@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from autolr.server.store import JobRecord, JobStatus, JobSummary
 from pydantic import BaseModel, ConfigDict, Field
 
 from autolr.config import TunerConfig
 from autolr.controller import SegmentRecord, StageRecord
 from autolr.protocol import Instruction
+from autolr.server.store import JobRecord, JobStatus, JobSummary
 
 
 class JobCreated(BaseModel):

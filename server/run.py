@@ -9,6 +9,7 @@ import sys
 import time
 
 import uvicorn
+
 from autolr.server import db
 from autolr.server.logs import configure_logging
 from autolr.server.settings import Settings, get_settings

@@ -13,16 +13,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from autolr.server import auth
-from autolr.server.errors import Busy, JobCancelled, TooManyLosses, not_found
-from autolr.server.metrics import Metrics
-from autolr.server.store import JobRecord, JobStore, JobUpdate, StaleVersion
-
 from autolr.config import TunerConfig
 from autolr.controller import Controller
 from autolr.errors import ConfigError
 from autolr.plan import stage_plan
 from autolr.protocol import Instruction, Report
+from autolr.server import auth
+from autolr.server.errors import Busy, JobCancelled, TooManyLosses, not_found
+from autolr.server.metrics import Metrics
+from autolr.server.store import JobRecord, JobStore, JobUpdate, StaleVersion
 
 log = logging.getLogger(__name__)
 

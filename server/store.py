@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, get_args
 
 import sqlalchemy as sa
-from autolr.server.schema import jobs, reports
 
 from autolr.errors import AutoLRError, JobNotFound
+from autolr.server.schema import jobs, reports
 
 JobStatus = Literal["running", "finished", "cancelled"]
 JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
+
 from autolr.server.db import make_engine
 
 #: Environment variable naming the PostgreSQL server the tests may use.

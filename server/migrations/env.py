@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 
 from alembic import context
+from sqlalchemy.engine import Connection
+
 from autolr.server.db import make_engine
 from autolr.server.schema import metadata
-from sqlalchemy.engine import Connection
 
 config = context.config
 

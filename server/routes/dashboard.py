@@ -22,6 +22,12 @@ from html import escape
 from typing import Annotated
 from urllib.parse import urlencode
 
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse
+
+from autolr.controller import StageRecord
+from autolr.errors import AutoLRError
+from autolr.protocol import Instruction
 from autolr.server import auth
 from autolr.server import dashboard as charts
 from autolr.server.deps import AdminHeaderDep, BearerDep, ServiceDep, SettingsDep
@@ -30,12 +36,6 @@ from autolr.server.models import JobDetail
 from autolr.server.service import JobService
 from autolr.server.settings import Settings
 from autolr.server.store import JobSummary
-from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import HTMLResponse
-
-from autolr.controller import StageRecord
-from autolr.errors import AutoLRError
-from autolr.protocol import Instruction
 from autolr.space import LogSpace
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"], include_in_schema=False)
@@ -207,10 +207,15 @@ def job_page(
         return _page("autolr: error", f"<h1>Error</h1><p>{_e(exc)}</p>", status=status)
     detail = JobDetail.of_record(record, record.state)
     refresh = REFRESH_SECONDS if detail.status == "running" else None
-    return _page(f"autolr job {detail.job_id}", _job_body(detail, _root(request)), refresh=refresh)
+    return _page(f"autolr job {detail.job_id}", job_body(detail, _root(request)), refresh=refresh)
 
 
-def _job_body(detail: JobDetail, root: str) -> str:
+def job_body(detail: JobDetail, root: str) -> str:
+    """The body of a job's page: summary, charts, stages, config and segment log.
+
+    A pure function of the job (no request, no I/O but the cached GP fits), so tests can
+    render it from any `JobDetail`. ``root`` is the app's root path, for links.
+    """
     space = LogSpace(detail.config.min_lr, detail.config.max_lr)
     total = detail.total_steps if detail.total_steps is not None else "∞"
     current = detail.current

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from autolr.server.deps import AdminDep, JobCredentialsDep, JobDep, ServiceDep
-from autolr.server.models import ErrorAnswer, JobCreated, JobDetail, JobInfo, JobList
-from autolr.server.store import JobStatus
 from fastapi import APIRouter, Query
 
 from autolr.config import TunerConfig
 from autolr.protocol import Instruction, Report
+from autolr.server.deps import AdminDep, JobCredentialsDep, JobDep, ServiceDep
+from autolr.server.models import ErrorAnswer, JobCreated, JobDetail, JobInfo, JobList
+from autolr.server.store import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

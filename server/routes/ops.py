@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from autolr.server.deps import MetricsDep
-from autolr.server.models import Health
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+
+from autolr.server.deps import MetricsDep
+from autolr.server.models import Health
 
 router = APIRouter(tags=["ops"])
 

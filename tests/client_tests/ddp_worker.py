@@ -9,8 +9,9 @@ import sys
 
 import torch
 import torch.distributed as dist
-from autolr.client import AutoLR
 from client_helpers import SMALL, batch, make_data, make_model
+
+from autolr.client import AutoLR
 
 
 def main(rank: int, world: int, init_file: str, out: str) -> None:

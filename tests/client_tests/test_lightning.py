@@ -5,9 +5,10 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import pytest
 import torch
-from autolr.client.lightning import AutoLRCallback
 from client_helpers import SMALL, assert_same_tensors, make_data, make_model
 from torch.utils.data import DataLoader, TensorDataset
+
+from autolr.client.lightning import AutoLRCallback
 
 # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates: third-party noise.
 pytestmark = pytest.mark.filterwarnings(

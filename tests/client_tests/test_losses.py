@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from autolr.client._losses import read_losses, stack_losses
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from autolr.client import AutoLR
 from client_helpers import GP, assert_same_tensors, make_data, make_model, params_of, run
+
+from autolr.client import AutoLR
 
 
 def _fresh(seed: int = 0):

@@ -6,8 +6,9 @@ import os
 
 import pytest
 import torch
-from autolr.client import SnapshotError, StateSnapshot
 from client_helpers import assert_same_tensors, make_data, make_model, params_of, train_step
+
+from autolr.client import SnapshotError, StateSnapshot
 
 
 def _opt_state(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:

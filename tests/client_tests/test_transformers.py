@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
-from autolr.client.transformers import STATE_FILE, AutoLRCallback
 from client_helpers import SMALL, make_data, make_model
+
+from autolr.client.transformers import STATE_FILE, AutoLRCallback
 
 
 class TinyRegressor(torch.nn.Module):

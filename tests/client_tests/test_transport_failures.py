@@ -6,10 +6,10 @@ import logging
 
 import pytest
 import torch
-from autolr.client import AutoLR, LocalTransport, TransportError
 from client_helpers import SMALL, make_data, make_model, run
 
 from autolr import Conflict
+from autolr.client import AutoLR, LocalTransport, TransportError
 
 
 class FlakyTransport(LocalTransport):

@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-from autolr.client import AutoLR, ClientError, Segment, TunerFinished
 from client_helpers import (
     SMALL,
     assert_same_tensors,
@@ -21,6 +20,7 @@ from client_helpers import (
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from autolr import ConfigError, TunerConfig
+from autolr.client import AutoLR, ClientError, Segment, TunerFinished
 
 
 def _sgd(model, lr=0.1):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from autolr.server.testing import ServerProcess, postgres_url_or_reason, temporary_schema
 
 

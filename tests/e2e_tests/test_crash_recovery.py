@@ -7,10 +7,9 @@ import threading
 from collections.abc import Callable
 
 from autolr.client._http import HttpTransport, ServerUnavailable
-from autolr.server.testing import ServerProcess
-
 from autolr.config import TunerConfig
 from autolr.controller import Controller
+from autolr.server.testing import ServerProcess
 from autolr.simulate import NoisyQuadratic, run_job
 
 CONFIG = TunerConfig(

@@ -8,12 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
-from autolr.client._http import HttpTransport
-from autolr.server.db import make_engine
-from autolr.server.testing import ServerProcess
 
+from autolr.client._http import HttpTransport
 from autolr.config import TunerConfig
 from autolr.controller import Controller
+from autolr.server.db import make_engine
+from autolr.server.testing import ServerProcess
 from autolr.simulate import NoisyQuadratic, run_job
 
 CONFIG = TunerConfig(

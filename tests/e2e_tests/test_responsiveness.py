@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from autolr.server.testing import ServerProcess
 
 from autolr.config import TunerConfig
 from autolr.protocol import Instruction
+from autolr.server.testing import ServerProcess
 from autolr.simulate import NoisyQuadratic
 
 JOBS = 20

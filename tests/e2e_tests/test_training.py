@@ -12,11 +12,12 @@ from typing import Any
 
 import httpx
 import torch
+
 from autolr.client import AutoLR
 from autolr.client._http import HttpTransport
 from autolr.server.testing import ServerProcess
 
-TOTAL_STEPS = 600
+TOTAL_STEPS = 800
 CONFIG: dict[str, Any] = {
     "min_lr": 1e-3,
     "max_lr": 0.5,

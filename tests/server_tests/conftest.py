@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
 from autolr.server.app import create_app
 from autolr.server.settings import Settings
 from autolr.server.testing import postgres_url_or_reason, temporary_schema
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +42,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 def _truncate(url: str) -> None:
     import sqlalchemy as sa
+
     from autolr.server.db import make_engine
 
     engine = make_engine(url)

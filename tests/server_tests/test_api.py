@@ -6,13 +6,13 @@ import math
 from collections.abc import Callable
 
 import pytest
-from autolr.server.store import SqlStore
 from fastapi.testclient import TestClient
 from server_helpers import SMALL_JOB, bearer, create_job, post_report, run_to_end
 
 from autolr.config import TunerConfig
 from autolr.controller import Controller
 from autolr.protocol import Instruction, Report
+from autolr.server.store import SqlStore
 from autolr.simulate import NoisyQuadratic, run_job
 
 

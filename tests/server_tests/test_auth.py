@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
-from autolr.server import auth
-from autolr.server.db import make_engine
 from fastapi.testclient import TestClient
 from server_helpers import SMALL_JOB, bearer, create_job
+
+from autolr.server import auth
+from autolr.server.db import make_engine
 
 JOB_ROUTES = [
     ("GET", "/v1/jobs/{job_id}", None),

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from autolr.server.logs import JsonFormatter
-from autolr.server.settings import Settings, get_settings
 from typer.testing import CliRunner
 
 from autolr.cli import app
+from autolr.server.logs import JsonFormatter
+from autolr.server.settings import Settings, get_settings
 
 
 def test_autolr_help_lists_serve_and_db() -> None:

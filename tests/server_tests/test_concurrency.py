@@ -8,15 +8,15 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+
+from autolr.config import TunerConfig
+from autolr.errors import Conflict
+from autolr.protocol import Instruction, Report
 from autolr.server import db
 from autolr.server.errors import Busy, JobCancelled
 from autolr.server.metrics import Metrics
 from autolr.server.service import JobService
 from autolr.server.store import SqlStore
-
-from autolr.config import TunerConfig
-from autolr.errors import Conflict
-from autolr.protocol import Instruction, Report
 from autolr.simulate import NoisyQuadratic
 
 CONFIG = TunerConfig(min_lr=1e-3, max_lr=1.0, total_steps=1200, probes_per_stage=3, seed=7)

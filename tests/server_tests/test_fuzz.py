@@ -12,13 +12,14 @@ from typing import Any
 import hypothesis
 import pytest
 import schemathesis
-from autolr.server.app import create_app
-from autolr.server.settings import Settings
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from server_helpers import SMALL_JOB
+
+from autolr.server.app import create_app
+from autolr.server.settings import Settings
 
 EXAMPLES = 25
 FUZZ_SETTINGS = settings(

@@ -11,6 +11,9 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from server_helpers import SMALL_JOB
+
 from autolr.client._http import (
     DEFAULT_TIMEOUT,
     HttpTransport,
@@ -20,9 +23,6 @@ from autolr.client._http import (
     Unauthorized,
 )
 from autolr.client.errors import TransportError
-from fastapi.testclient import TestClient
-from server_helpers import SMALL_JOB
-
 from autolr.config import TunerConfig
 from autolr.controller import Controller
 from autolr.errors import ConfigError, Conflict, JobFinished, JobNotFound, ReportError

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from autolr.server import db
-from autolr.server.store import JobUpdate, SqlStore, StaleVersion
 
 from autolr.errors import JobNotFound
+from autolr.server import db
+from autolr.server.store import JobUpdate, SqlStore, StaleVersion
 
 
 def _update(segment: int, *, status: str = "running", marker: str = "") -> JobUpdate:

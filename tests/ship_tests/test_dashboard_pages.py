@@ -1,0 +1,222 @@
+"""The dashboard pages on a real server: auth, escaping, and rendering in headless Chromium.
+
+The browser test needs Debian's ``chromium`` (``.ci/run`` installs it). Without it the test
+fails and says so, unless ``AUTOLR_SKIP_BROWSER=1`` is set, which skips it with that reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from ship_helpers import ADMIN_KEY
+
+from autolr.server.models import JobDetail
+from autolr.server.routes.dashboard import job_body
+from autolr.server.testing import ServerProcess
+
+SKIP_BROWSER_ENV = "AUTOLR_SKIP_BROWSER"
+
+
+class Tags(HTMLParser):
+    """Every start tag of a page with its attributes (what the browser's DOM holds)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+
+    def find(self, tag: str, css_class: str | None = None) -> list[dict[str, str]]:
+        return [
+            attrs
+            for t, attrs in self.tags
+            if t == tag and (css_class is None or css_class in attrs.get("class", "").split())
+        ]
+
+
+def tags(html: str) -> Tags:
+    parser = Tags()
+    parser.feed(html)
+    return parser
+
+
+def get(server: ServerProcess, path: str, **kwargs: Any) -> httpx.Response:
+    return httpx.get(server.url + path, timeout=60, **kwargs)
+
+
+# --------------------------------------------------------------------------- auth
+def test_job_list_needs_the_admin_key(
+    live_server: ServerProcess, finished_job: dict[str, Any], running_job: dict[str, Any]
+) -> None:
+    refused = get(live_server, "/dashboard")
+    assert refused.status_code == 401 and "admin key" in refused.text
+    assert tags(refused.text).find("input")[0]["name"] == "key"  # a form to enter it
+    assert get(live_server, "/dashboard", params={"key": "wrong"}).status_code == 401
+    for how in ({"params": {"key": ADMIN_KEY}}, {"headers": {"X-Admin-Key": ADMIN_KEY}}):
+        page = get(live_server, "/dashboard", **how)
+        assert page.status_code == 200
+        assert finished_job["job_id"] in page.text and running_job["job_id"] in page.text
+    links = [a["href"] for a in tags(page.text).find("a") if "/dashboard/jobs/" in a["href"]]
+    assert len(links) >= 2
+
+
+def test_job_list_links_carry_a_key_given_in_the_query(
+    live_server: ServerProcess, finished_job: dict[str, Any]
+) -> None:
+    page = get(live_server, "/dashboard", params={"key": ADMIN_KEY})
+    [link] = [a["href"] for a in tags(page.text).find("a") if finished_job["job_id"] in a["href"]]
+    assert get(live_server, link).status_code == 200
+
+
+def test_job_page_needs_the_token_or_the_admin_key(
+    live_server: ServerProcess, finished_job: dict[str, Any]
+) -> None:
+    path = f"/dashboard/jobs/{finished_job['job_id']}"
+    asked = get(live_server, path)
+    assert asked.status_code == 401 and tags(asked.text).find("input")[0]["name"] == "token"
+    assert get(live_server, path, params={"token": "not-the-token"}).status_code == 404
+    assert get(live_server, "/dashboard/jobs/nope", params={"key": ADMIN_KEY}).status_code == 404
+    for how in (
+        {"params": {"token": finished_job["token"]}},
+        {"headers": {"Authorization": f"Bearer {finished_job['token']}"}},
+        {"params": {"key": ADMIN_KEY}},
+    ):
+        page = get(live_server, path, **how)
+        assert page.status_code == 200, how
+        assert page.headers["content-type"].startswith("text/html")
+        assert "script-src" not in page.headers["content-security-policy"]  # no script at all
+        assert page.headers["cache-control"] == "no-store"
+        assert page.headers["referrer-policy"] == "no-referrer"
+
+
+def test_job_page_shows_every_chart(
+    live_server: ServerProcess, finished_job: dict[str, Any]
+) -> None:
+    page = get(
+        live_server, f"/dashboard/jobs/{finished_job['job_id']}", params=_token(finished_job)
+    )
+    detail = _detail(live_server, finished_job)
+    found = tags(page.text)
+    assert len(found.find("svg", "probe-chart")) == len(detail["stages"]) >= 3
+    assert found.find("polyline", "lr")[0]["points"]
+    assert found.find("path", "train-loss")[0]["d"]
+    assert found.find("path", "gp-mean")  # at least one stage had 3 healthy probes
+    for kind in ("warmup", "probe", "train", "anneal"):
+        assert found.find("rect", kind), kind
+    assert 'http-equiv="refresh"' not in page.text  # finished: nothing to refresh
+
+
+def test_a_running_job_page_refreshes_itself(
+    live_server: ServerProcess, running_job: dict[str, Any]
+) -> None:
+    page = get(live_server, f"/dashboard/jobs/{running_job['job_id']}", params=_token(running_job))
+    assert page.status_code == 200 and 'http-equiv="refresh"' in page.text
+    assert "running" in page.text
+
+
+def test_user_controlled_text_is_escaped_in_the_page(
+    live_server: ServerProcess, finished_job: dict[str, Any]
+) -> None:
+    detail = _detail(live_server, finished_job)
+    evil = '<img src=x onerror="alert(1)">'
+    detail["stages"][0]["search_fallbacks"] = [evil]
+    detail["stages"][0]["probes"][0].update(ok=False, forecast=None, reason=evil)
+    html = job_body(JobDetail.model_validate(detail), "")
+    assert "<img" not in html and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+
+
+def _token(job: dict[str, Any]) -> dict[str, str]:
+    return {"token": job["token"]}
+
+
+def _detail(server: ServerProcess, job: dict[str, Any]) -> dict[str, Any]:
+    response = get(
+        server, f"/v1/jobs/{job['job_id']}", headers={"Authorization": f"Bearer {job['token']}"}
+    )
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+# --------------------------------------------------------------------------- the browser
+def chromium() -> str:
+    """Path of headless Chromium; fails (or skips, with AUTOLR_SKIP_BROWSER=1) without it."""
+    if os.environ.get(SKIP_BROWSER_ENV) == "1":
+        pytest.skip(f"{SKIP_BROWSER_ENV}=1: the headless-browser check of the dashboard is off")
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail(
+            "headless Chromium is needed to check that the dashboard renders: install Debian's "
+            f"package (apt-get install -y chromium; .ci/run does), or set {SKIP_BROWSER_ENV}=1 "
+            "to skip this test"
+        )
+    return path
+
+
+def run_chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def test_pages_render_in_headless_chromium(
+    live_server: ServerProcess,
+    finished_job: dict[str, Any],
+    tmp_path: Path,
+    artifacts_dir: Path,
+) -> None:
+    binary = chromium()
+    job_url = (
+        f"{live_server.url}/dashboard/jobs/{finished_job['job_id']}?token={finished_job['token']}"
+    )
+    dom = tags(run_chromium(binary, tmp_path / "profile", "--dump-dom", job_url).stdout)
+    charts = dom.find("svg")
+    assert len(charts) >= 5  # LR, loss, and one per stage
+    assert len(dom.find("polyline", "lr")[0]["points"].split()) >= 10
+    assert dom.find("path", "train-loss")[0]["d"].startswith("M")
+    assert all(p["d"].startswith("M") for p in dom.find("path", "gp-mean"))
+    assert dom.find("path", "gp-mean")
+
+    listing = tags(
+        run_chromium(
+            binary,
+            tmp_path / "profile",
+            "--dump-dom",
+            f"{live_server.url}/dashboard?key={ADMIN_KEY}",
+        ).stdout
+    )
+    assert any(finished_job["job_id"] in a["href"] for a in listing.find("a"))
+
+    shot = artifacts_dir / "dashboard.png"
+    shot.unlink(missing_ok=True)
+    run_chromium(
+        binary, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1200,900", job_url
+    )
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (1200, 900)
+    assert len(png) > 5_000  # charts and text, not a blank page
