@@ -53,6 +53,18 @@ def validate_observations(
     return xs, ys
 
 
+def validate_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
+    """Check a search region ``(lo, hi)``: finite, with ``0 <= lo < hi <= 1``.
+
+    Raises:
+        SearchInputError: the bounds are out of range or empty.
+    """
+    lo, hi = float(bounds[0]), float(bounds[1])
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi <= 1.0):
+        raise SearchInputError(f"bounds={bounds!r} must satisfy 0 <= lo < hi <= 1")
+    return lo, hi
+
+
 def validate_min_distance(min_distance: float) -> float:
     """Check the ``min_distance`` option: finite and in [0, 0.5).
 

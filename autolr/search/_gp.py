@@ -28,6 +28,7 @@ from autolr.search._common import (
     argmin_first,
     farthest_point,
     space_filling_point,
+    validate_bounds,
     validate_min_distance,
     validate_observations,
 )
@@ -202,13 +203,6 @@ def _posterior(model: SingleTaskGP, points: torch.Tensor) -> tuple[torch.Tensor,
     return mean, std
 
 
-def _check_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
-    lo, hi = float(bounds[0]), float(bounds[1])
-    if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi <= 1.0):
-        raise SearchInputError(f"bounds={bounds!r} must satisfy 0 <= lo < hi <= 1")
-    return lo, hi
-
-
 class GPSearcher:
     """Bayesian optimization of the log-LR with a GP and a lower confidence bound.
 
@@ -343,7 +337,7 @@ class GPSearcher:
             SearchError: the GP could not be fitted or evaluated.
         """
         xs, ys = validate_observations(x_unit, y)
-        lo, hi = _check_bounds(bounds)
+        lo, hi = validate_bounds(bounds)
         if len(xs) < self.n_init:
             x = space_filling_point(
                 xs, n_strata=self.n_init, min_distance=self.min_distance, seed=seed

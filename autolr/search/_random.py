@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 
@@ -11,10 +10,10 @@ from autolr.search._common import (
     farthest_point,
     feasible_intervals,
     sample_intervals,
+    validate_bounds,
     validate_min_distance,
     validate_observations,
 )
-from autolr.search._errors import SearchInputError
 
 
 class RandomSearcher:
@@ -72,9 +71,7 @@ class RandomSearcher:
             SearchInputError: invalid observations.
         """
         xs, _ = validate_observations(x_unit, y)
-        lo, hi = float(bounds[0]), float(bounds[1])
-        if not (math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo < hi <= 1.0):
-            raise SearchInputError(f"bounds={bounds!r} must satisfy 0 <= lo < hi <= 1")
+        lo, hi = validate_bounds(bounds)
         intervals = feasible_intervals(xs, self.min_distance, lo, hi)
         if not intervals:
             return min(hi, max(lo, farthest_point(xs)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -230,3 +231,40 @@ def test_paper_preset_switches_every_extension_off() -> None:
     cfg = TunerConfig.autolrs(total_steps=3000)
     assert not (cfg.warm_start or cfg.adaptive_probes or cfg.reuse_best_probe)
     assert cfg.anneal_fraction == 0
+
+
+def test_warm_start_searches_around_the_last_chosen_lr() -> None:
+    cfg = TunerConfig(min_lr=1e-4, max_lr=10.0, total_steps=6000, seed=3, warm_start=True)
+    ctl = fast(cfg)
+    run_job(ctl, NoisyQuadratic(seed=3))
+    assert ctl.stages[0].bounds == (0.0, 1.0)
+    for prev, stage in itertools.pairwise(ctl.stages):
+        assert prev.chosen_lr is not None
+        lo, hi = stage.bounds
+        # ±1 decade of a 5-decade range around the previous choice
+        centre = ctl.space.to_unit(prev.chosen_lr)
+        assert lo == pytest.approx(max(0.0, centre - 0.2)) and hi == pytest.approx(
+            min(1.0, centre + 0.2)
+        )
+        assert stage.probes[0].lr == pytest.approx(prev.chosen_lr)
+        assert all(lo - 1e-9 <= p.x_unit <= hi + 1e-9 for p in stage.probes)
+
+
+class _NoGainSearcher(RandomSearcher):
+    """A searcher whose model says no further probe can help (a Searcher test double)."""
+
+    def decide(
+        self, x_unit: list[float], y: list[float], *, seed: int, bounds: tuple[float, float]
+    ) -> tuple[float, float]:
+        return self.propose(x_unit, y, seed=seed, bounds=bounds), 0.0
+
+
+def test_adaptive_probes_stop_once_the_searcher_sees_no_gain() -> None:
+    cfg = small_config(adaptive_probes=True, min_probes=3)
+    ctl = Controller(cfg, searcher=_NoGainSearcher())
+    run_job(ctl, NoisyQuadratic(seed=2))
+    assert all(len(s.probes) == 3 and s.stopped_early for s in ctl.stages)
+    # without the option the same searcher runs every probe
+    ctl = Controller(small_config(), searcher=_NoGainSearcher())
+    run_job(ctl, NoisyQuadratic(seed=2))
+    assert all(len(s.probes) == 10 and not s.stopped_early for s in ctl.stages)

@@ -400,3 +400,23 @@ def test_map_loss_matches_gpytorch(n: int) -> None:
         for name, g, r in zip(parameters, grads, ref_grads, strict=True):
             assert g is not None and r is not None, name
             torch.testing.assert_close(g, r, rtol=1e-7, atol=1e-10, msg=name)
+
+
+def test_decide_stays_in_bounds_and_reports_a_gain() -> None:
+    searcher = GPSearcher()
+    x = [0.1, 0.45, 0.8]
+    y = [1.0, 0.4, 0.9]
+    x_next, gain = searcher.decide(x, y, seed=0, bounds=(0.3, 0.6))
+    assert 0.3 <= x_next <= 0.6
+    assert all(abs(x_next - xi) >= searcher.min_distance for xi in x)
+    assert 0.0 <= gain < float("inf")
+    # while space filling there is no model yet: the gain is unknown (infinite)
+    _, early = searcher.decide([0.5], [1.0], seed=0, bounds=(0.3, 0.6))
+    assert early == float("inf")
+    with pytest.raises(SearchInputError, match="bounds"):
+        searcher.decide(x, y, seed=0, bounds=(0.6, 0.3))
+
+
+def test_random_searcher_respects_bounds() -> None:
+    for seed in range(20):
+        assert 0.2 <= RandomSearcher().propose([0.25], [1.0], seed=seed, bounds=(0.2, 0.4)) <= 0.4

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Reruns the whole quality benchmark: the baselines, autolr's defaults, the paper's method
+# (TunerConfig.autolrs()) and one leave-one-out ablation per "beyond AutoLRS" option.
+# Finished runs are cached in benchmarks/results/quality_cache.json, so a rerun only does what is new.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+exec .venv/bin/python benchmarks/quality/run.py \
+  --methods constant,cosine,linear,step,schedulefree,autolr \
+  --autolr-variant "autolrs:warm_start=False,adaptive_probes=False,reuse_best_probe=False,anneal_fraction=0" \
+  --autolr-variant "no-warm-start:warm_start=False" \
+  --autolr-variant "no-adaptive:adaptive_probes=False" \
+  --autolr-variant "no-reuse:reuse_best_probe=False" \
+  --autolr-variant "no-anneal:anneal_fraction=0" \
+  --autolr-variant "anneal-0.1:anneal_fraction=0.1" \
+  "$@"
