@@ -389,6 +389,7 @@ class Controller:
             lr=lr,
             lr_end=lr * ANNEAL_END_RATIO,
             steps=remaining,
+            eval_every=remaining if self.config.loss_source != "train" else None,
             stage=len(self._require_started().stages) - 1,
         )
 
