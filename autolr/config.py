@@ -85,6 +85,12 @@ class TunerConfig(BaseModel):
     stop_tolerance: float = Field(
         0.03, ge=0, le=1, description="Adaptive stop: relative improvement still worth a probe."
     )
+    prefer_larger_lr: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Train with the largest LR whose forecast is within this share of the best.",
+    )
     reuse_best_probe: bool = Field(
         True, description="Train on from the best probe's end state instead of the snapshot."
     )

@@ -627,4 +627,10 @@ class Controller:
         except Exception as exc:
             stage.search_fallbacks.append(f"choose: {type(exc).__name__}: {exc}"[:300])
             pick = min(range(len(y)), key=lambda j: (y[j], j))
+        tol = self.config.prefer_larger_lr
+        if tol > 0:
+            # Counter the greedy short-horizon bias towards small LRs: among probes whose
+            # forecast is within ``tol`` (relative) of the chosen one, train with the largest LR.
+            band = y[pick] + tol * max(abs(y[pick]), 1e-12)
+            pick = max((j for j in range(len(y)) if y[j] <= band), key=lambda j: x[j])
         return healthy[pick]
