@@ -268,3 +268,20 @@ def test_adaptive_probes_stop_once_the_searcher_sees_no_gain() -> None:
     ctl = Controller(small_config(), searcher=_NoGainSearcher())
     run_job(ctl, NoisyQuadratic(seed=2))
     assert all(len(s.probes) == 10 and not s.stopped_early for s in ctl.stages)
+
+
+def test_prefer_larger_lr_trains_with_the_largest_lr_within_the_band() -> None:
+    def run(tol: float) -> list[tuple[float | None, list[tuple[float, float]]]]:
+        ctl = fast(small_config(prefer_larger_lr=tol))
+        run_job(ctl, NoisyQuadratic(seed=4))
+        return [
+            (s.chosen_lr, [(p.lr, p.forecast) for p in s.probes if p.ok and p.forecast])
+            for s in ctl.stages
+        ]
+
+    for chosen, probes in run(0.05):
+        best = min(f for _, f in probes)
+        band = [lr for lr, f in probes if f <= best + 0.05 * abs(best)]
+        assert chosen == max(band)
+    plain = run(0.0)
+    assert any(chosen != max(lr for lr, _ in probes) for chosen, probes in plain)
