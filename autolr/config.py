@@ -19,9 +19,10 @@ class TunerConfig(BaseModel):
     """The configuration of one tuning job.
 
     Budget rule: when ``total_steps`` is set, ``tau_min`` and ``tau_max`` are scaled down by the
-    same factor until at least ``min_stages`` whole stages (search included) fit in the budget
-    after warmup (see `autolr.plan.StagePlan`). With the paper's defaults a 3000-step budget gives
-    τ = 90, 180, 360, 720 (4 stages) instead of one and a half 1000-step stages.
+    same factor until ``min_stages`` whole stages (search included) fit in the budget after
+    warmup and before the anneal (see `autolr.plan.stage_plan`); a budget too small for that gets
+    as many stages as fit, at least one. With the defaults a 3000-step budget gives
+    τ = 112, 224, 448, 896 (4 stages) instead of one and a half 1000-step stages.
 
     Example:
         >>> TunerConfig(min_lr=1e-4, max_lr=1e-1, total_steps=3000).probes_per_stage
@@ -135,12 +136,12 @@ class TunerConfig(BaseModel):
             need = minimum_budget(self)
             if self.total_steps < need:
                 raise ValueError(
-                    f"total_steps={self.total_steps} is too small for min_stages={self.min_stages} "
-                    f"stages of probes_per_stage={self.probes_per_stage} probes of at least "
+                    f"total_steps={self.total_steps} is too small for one stage of "
+                    f"{self.planned_probes} probes of at least "
                     f"min_probe_steps={self.min_probe_steps} steps (plus warmup_steps="
                     f"{self.warmup_steps} and anneal_fraction={self.anneal_fraction}): need at "
                     f"least {need}; raise total_steps or lower "
-                    "probes_per_stage / min_stages"
+                    "probes_per_stage / min_probe_steps"
                 )
         return self
 

@@ -69,27 +69,41 @@ def _smallest_tau(config: TunerConfig) -> int:
 
 
 def minimum_budget(config: TunerConfig) -> int:
-    """Smallest ``total_steps`` that fits ``min_stages`` stages at the smallest allowed τ.
+    """Smallest ``total_steps`` that fits one stage at the smallest allowed τ.
 
     The anneal takes ``anneal_fraction`` of what follows warmup, so the stages get the rest.
     """
-    stages = _scaled(config, _smallest_tau(config)).steps_for(config.min_stages)
-    return config.warmup_steps + math.ceil(stages / (1.0 - config.anneal_fraction))
+    stage = _scaled(config, _smallest_tau(config)).steps_for(1)
+    return config.warmup_steps + math.ceil(stage / (1.0 - config.anneal_fraction))
+
+
+def _fitting_stages(config: TunerConfig, room: int) -> int:
+    """``min_stages``, or fewer when even the smallest τ cannot fit that many (at least 1)."""
+    smallest = _scaled(config, _smallest_tau(config))
+    for n in range(config.min_stages, 0, -1):
+        if smallest.steps_for(n) <= room:
+            return n
+    return 1
 
 
 def stage_plan(config: TunerConfig) -> StagePlan:
-    """The τ range for ``config``: as configured, or scaled so ``min_stages`` fit the budget."""
+    """The τ range for ``config``: as configured, or scaled so ``min_stages`` fit the budget.
+
+    A budget too small for ``min_stages`` stages even at the smallest τ gets as many stages as
+    fit (at least one) instead of an error: a short run still gets a search and a schedule.
+    """
     full = _plan(config, config.tau_min, config.tau_max)
     if config.total_steps is None:
         return full
     room = config.total_steps - config.warmup_steps - config.anneal_steps
-    if full.steps_for(config.min_stages) <= room:
+    stages = _fitting_stages(config, room)
+    if full.steps_for(stages) <= room:
         return full
     # Largest τ_min whose scaled plan fits; stage cost is monotone in τ_min, so bisect.
     lo, hi = _smallest_tau(config), config.tau_min
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if _scaled(config, mid).steps_for(config.min_stages) <= room:
+        if _scaled(config, mid).steps_for(stages) <= room:
             lo = mid
         else:
             hi = mid - 1
