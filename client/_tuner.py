@@ -356,6 +356,8 @@ class AutoLR:
             outcome = self._group.broadcast(outcome)
         status, value, job_id = outcome
         if status == "ok":
+            if self._mode == _WAIT and (self._group is None or self._group.leader):
+                log.info("autolr controller reachable again after %d extra steps", self._extra)
             if job_id is not None:
                 self._job_id = job_id
             self._pending = None
@@ -365,7 +367,8 @@ class AutoLR:
                 raise error
             raise ClientError(f"rank 0 could not reach the controller: {value}")
         if status == "retry":
-            if self._mode != _WAIT:
+            first_failure = self._mode != _WAIT
+            if first_failure:
                 self._extra = 0
                 self._retry_gap = RETRY_FIRST_STEPS
             else:
@@ -378,7 +381,8 @@ class AutoLR:
             )
             self._mode = _WAIT
             if self._group is None or self._group.leader:
-                log.warning(
+                # Warn once per outage; the retries that follow are only worth a debug line.
+                (log.warning if first_failure else log.debug)(
                     "autolr controller unreachable (%s); training on at lr=%.4g, "
                     "retrying in %d steps",
                     value,
