@@ -34,9 +34,10 @@ log = logging.getLogger(__name__)
 STATE_FORMAT = 1
 #: Points kept per segment in the segment log (bucket means), enough to draw loss curves.
 LOG_POINTS_PER_SEGMENT = 64
-#: A probe whose loss ends this many scales above the stage's baseline diverged; the scale is
-#: the larger of the baseline's magnitude and the loss spread of the segment before the stage,
-#: so mini-batch noise around a tiny loss is not mistaken for divergence.
+#: A probe whose loss ends this many times the loss range of the segment before the stage above
+#: the stage's baseline diverged. Loss differences only: the same for any loss offset and scale,
+#: and mini-batch noise around a tiny loss is not mistaken for divergence. (Stage 0 has no
+#: segment before it; the forecaster's rising-loss and non-finite checks still apply there.)
 EXPLODE_FACTOR = 2.0
 #: The anneal ends at this fraction of the LR it starts from ("near zero", but a valid LR).
 ANNEAL_END_RATIO = 1e-3
@@ -133,6 +134,19 @@ def _tail_mean(values: Sequence[float], fraction: float = 0.1) -> float | None:
         return None
     k = max(1, int(len(finite) * fraction))
     return _finite(sum(finite[-k:]) / k)
+
+
+def _normalized(values: list[float]) -> tuple[list[float], float]:
+    """Outcomes mapped to [0, 1] (min → 0, max → 1), and the scale to map differences back.
+
+    The GP standardizes its outcomes anyway; doing it here first means the searcher sees the
+    same numbers for any loss offset and scale, so decisions do not depend on the loss's units.
+    """
+    if not values:
+        return [], 1.0
+    lo, hi = min(values), max(values)
+    scale = hi - lo if hi > lo else 1.0
+    return [(v - lo) / scale for v in values], scale
 
 
 def _spread(values: Sequence[float | None]) -> float:
@@ -460,13 +474,13 @@ class Controller:
         if warm is not None:
             return warm, math.inf
         x_seen = [p.x_unit for p in stage.probes]
-        y = self._objectives(stage)
+        y, y_scale = _normalized(self._objectives(stage))
         seed = _derive_seed(self.config.seed, stage.stage, i)
         try:
             decide = getattr(self.searcher, "decide", None)
             if decide is not None:
                 x_next, gain = decide(x_seen, y, seed=seed, bounds=stage.bounds)
-                return float(x_next), float(gain)
+                return float(x_next), float(gain) * y_scale
             return self.searcher.propose(x_seen, y, seed=seed, bounds=stage.bounds), math.inf
         except Exception as exc:  # the job must go on: fall back to random search
             stage.search_fallbacks.append(f"probe {i}: {type(exc).__name__}: {exc}"[:300])
@@ -480,15 +494,20 @@ class Controller:
 
         After ``min_probes`` probes, the search ends when the LCB's best point is expected to
         beat the best probe's posterior mean by less than ``stop_tolerance`` times the
-        magnitude of the best forecast (1% by default): another probe would cost τ' steps for
-        a forecast improvement smaller than the forecasts' own noise.
+        improvement the best probe forecasts over the stage's starting loss (3% by default):
+        another probe would cost τ' steps for a negligible share of the stage's progress. The
+        rule depends on loss differences only, so it is the same for any loss offset and scale.
         """
         if not self.config.adaptive_probes or len(stage.probes) < self.config.min_probes:
             return False
         healthy = [p.forecast for p in stage.probes if p.ok and p.forecast is not None]
         if not healthy:
             return False
-        scale = max(abs(min(healthy)), 1e-12)
+        best = min(healthy)
+        start = stage.baseline if stage.baseline is not None else max(healthy)
+        scale = max(abs(start - best), max(healthy) - best)
+        if scale <= 0:
+            return True  # every healthy probe forecasts the same loss: nothing to refine
         done = gain < self.config.stop_tolerance * scale
         if done:
             stage.stopped_early = True
@@ -576,9 +595,8 @@ class Controller:
         last = _tail_mean(losses)
         if ok and not all(math.isfinite(v) for v in losses):
             ok, reason = False, "non-finite training loss"
-        if ok and stage.baseline is not None and last is not None:
-            scale = max(abs(stage.baseline), stage.baseline_spread, 1e-12)
-            limit = stage.baseline + EXPLODE_FACTOR * scale
+        if ok and stage.baseline is not None and last is not None and stage.baseline_spread > 0:
+            limit = stage.baseline + EXPLODE_FACTOR * stage.baseline_spread
             if last > limit:
                 ok, reason = False, f"exploding loss ({last:.4g} > {limit:.4g})"
         if ok and not math.isfinite(fc.value):
@@ -623,7 +641,7 @@ class Controller:
         x = [stage.probes[i].x_unit for i in healthy]
         y = [stage.probes[i].forecast or 0.0 for i in healthy]
         try:
-            pick = self.searcher.choose(x, y)
+            pick = self.searcher.choose(x, _normalized(y)[0])
         except Exception as exc:
             stage.search_fallbacks.append(f"choose: {type(exc).__name__}: {exc}"[:300])
             pick = min(range(len(y)), key=lambda j: (y[j], j))

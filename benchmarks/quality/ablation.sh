@@ -12,4 +12,5 @@ exec .venv/bin/python benchmarks/quality/run.py \
   --autolr-variant "no-reuse:reuse_best_probe=False" \
   --autolr-variant "no-anneal:anneal_fraction=0" \
   --autolr-variant "anneal-0.1:anneal_fraction=0.1" \
+  --autolr-variant "prefer-larger-lr:prefer_larger_lr=0.05" \
   "$@"

@@ -162,3 +162,28 @@ def test_different_seeds_probe_differently() -> None:
     a = _run(TunerConfig(min_lr=1e-3, max_lr=3.0, total_steps=3000, seed=1))[0]
     b = _run(TunerConfig(min_lr=1e-3, max_lr=3.0, total_steps=3000, seed=2))[0]
     assert [s.lr for s in a[:3]] != [s.lr for s in b[:3]]
+
+
+def _scaled_run(factor: float, offset: float = 0.0) -> list[Instruction]:
+    ctl = Controller(TunerConfig(min_lr=1e-3, max_lr=10.0, total_steps=4000, seed=1))
+    model = NoisyQuadratic(seed=2)
+    ins = ctl.start()
+    while not ins.finished:
+        rep = model.follow(ins)
+        ins = ctl.report(
+            rep.model_copy(
+                update={
+                    "train_losses": [factor * v + offset for v in rep.train_losses],
+                    "val_losses": [(s, factor * v + offset) for s, v in rep.val_losses],
+                }
+            )
+        )
+    return ctl.schedule
+
+
+def test_decisions_do_not_depend_on_the_loss_scale() -> None:
+    # Powers of two scale floats exactly, so any difference would be a scale-dependent rule
+    # (the forecaster, the divergence checks, the stop rule and the GP all see loss ratios).
+    base = _scaled_run(1.0)
+    assert _scaled_run(2.0**-20) == base
+    assert _scaled_run(2.0**20) == base
