@@ -230,7 +230,7 @@ def test_reuse_best_probe_keeps_its_state_and_saves_its_steps() -> None:
 def test_paper_preset_switches_every_extension_off() -> None:
     cfg = TunerConfig.autolrs(total_steps=3000)
     assert not (cfg.warm_start or cfg.adaptive_probes or cfg.reuse_best_probe)
-    assert cfg.anneal_fraction == 0
+    assert cfg.anneal_fraction == 0 and cfg.prefer_larger_lr == 0
 
 
 def test_warm_start_searches_around_the_last_chosen_lr() -> None:
