@@ -439,25 +439,29 @@ class Controller:
         stage.bounds = self._bounds(stage)
         return self._probe_instruction(segment, stage, self._next_point(stage)[0])
 
-    def _bounds(self, stage: StageRecord) -> tuple[float, float]:
-        """The stage's search region: all of [0, 1], or around the last chosen LR (warm start)."""
+    def _warm_centre(self) -> float | None:
+        """With ``warm_start``: the last earlier stage's chosen LR in unit space, else None."""
         state = self._require_started()
         previous = [s.chosen_lr for s in state.stages[:-1] if s.chosen_lr is not None]
         if not self.config.warm_start or not previous:
+            return None
+        return self.space.to_unit(previous[-1])
+
+    def _bounds(self, stage: StageRecord) -> tuple[float, float]:
+        """The stage's search region: all of [0, 1], or around the last chosen LR (warm start)."""
+        centre = self._warm_centre()
+        if centre is None:
             return (0.0, 1.0)
-        centre = self.space.to_unit(previous[-1])
         half = self.config.warm_start_decades * math.log(10.0) / self.space.log_width
         lo, hi = max(0.0, centre - half), min(1.0, centre + half)
         return (lo, hi) if hi > lo else (0.0, 1.0)
 
     def _warm_design(self, stage: StageRecord) -> float | None:
         """Warm start's first probes: the last chosen LR, then half-way to each edge."""
-        state = self._require_started()
-        previous = [s.chosen_lr for s in state.stages[:-1] if s.chosen_lr is not None]
-        lo, hi = stage.bounds
-        if not self.config.warm_start or not previous:
+        centre = self._warm_centre()
+        if centre is None:
             return None
-        centre = self.space.to_unit(previous[-1])
+        lo, hi = stage.bounds
         design = [centre, (lo + centre) / 2, (centre + hi) / 2]
         i = len(stage.probes)
         if i >= len(design):
