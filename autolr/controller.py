@@ -155,6 +155,18 @@ def _spread(values: Sequence[float | None]) -> float:
     return max(finite) - min(finite) if finite else 0.0
 
 
+def _progress_scale(baseline: float | None, forecasts: Sequence[float]) -> float:
+    """The stage's forecast progress: best forecast below the stage's starting loss.
+
+    At least the spread of the forecasts (a stage whose start is unknown, or whose every probe
+    forecasts a rise, still has a scale). Tolerances are shares of this, so they mean the same
+    for any loss offset and scale.
+    """
+    best = min(forecasts)
+    start = baseline if baseline is not None else max(forecasts)
+    return max(abs(start - best), max(forecasts) - best)
+
+
 def _derive_seed(seed: int, stage: int, probe: int) -> int:
     return (seed * 1_000_003 + stage * 10_007 + probe) % (2**63)
 
@@ -346,7 +358,11 @@ class Controller:
         if current.kind == "probe":
             stage = state.stages[-1]
             self._record_probe(stage, report, current)
-            if len(stage.probes) < self.config.probes_per_stage and self._fits_probe(stage):
+            if (
+                len(stage.probes) < self.config.probes_per_stage
+                and self._fits_probe(stage)
+                and self._budget_allows_probe(stage)
+            ):
                 x_next, gain = self._next_point(stage)
                 if not self._search_is_done(stage, gain):
                     return self._probe_instruction(nxt, stage, x_next)
@@ -360,6 +376,39 @@ class Controller:
         """A further probe must leave room for training; only extra_steps can make it not."""
         room = self._stage_room()
         return room is None or room >= stage.probe_steps + stage.tau
+
+    def _probe_steps_used(self) -> int:
+        state = self._require_started()
+        return sum(s.steps_run for s in state.segments if s.instruction.kind == "probe")
+
+    def _stages_fitting(self, first: int, room: int) -> int:
+        """How many stages from ``first`` on the plan fits in ``room`` steps."""
+        n = 0
+        while room >= self.plan.stage_steps(first + n) and n < 64:
+            room -= self.plan.stage_steps(first + n)
+            n += 1
+        return n
+
+    def _budget_allows_probe(self, stage: StageRecord) -> bool:
+        """``probe_budget``: may stage ``stage`` run one more probe of τ' steps?
+
+        Every later stage that still fits the budget is reserved ``min_probes`` probes, so an
+        early stage cannot starve the rest; stage 0 always gets ``min_probes`` (a cold search
+        over the whole range needs them). Probe steps are counted as run, so the share of the
+        budget spent probing stays within ``probe_budget`` (stage 0's minimum aside).
+        """
+        cfg = self.config
+        if cfg.probe_budget is None or cfg.total_steps is None:
+            return True
+        minimum = min(cfg.min_probes, cfg.probes_per_stage)
+        if stage.stage == 0 and len(stage.probes) < minimum:
+            return True
+        room = self._stage_room()
+        later_room = max(0, (room or 0) - stage.probe_steps - stage.tau)
+        later = self._stages_fitting(stage.stage + 1, later_room)
+        reserve = sum(minimum * self.plan.probe_steps(stage.stage + 1 + i) for i in range(later))
+        allowance = cfg.probe_budget * cfg.total_steps - self._probe_steps_used() - reserve
+        return allowance >= stage.probe_steps
 
     # -- instruction builders
     def _first_instruction(self) -> Instruction:
@@ -437,6 +486,9 @@ class Controller:
         )
         stage = state.stages[-1]
         stage.bounds = self._bounds(stage)
+        if not self._budget_allows_probe(stage):
+            # probe_budget spent: this stage trains on at the LR in use, without a search
+            return self._train_instruction(segment, stage, fixed_lr=last_lr)
         return self._probe_instruction(segment, stage, self._next_point(stage)[0])
 
     def _warm_centre(self) -> float | None:
@@ -507,9 +559,7 @@ class Controller:
         healthy = [p.forecast for p in stage.probes if p.ok and p.forecast is not None]
         if not healthy:
             return False
-        best = min(healthy)
-        start = stage.baseline if stage.baseline is not None else max(healthy)
-        scale = max(abs(start - best), max(healthy) - best)
+        scale = _progress_scale(stage.baseline, healthy)
         if scale <= 0:
             return True  # every healthy probe forecasts the same loss: nothing to refine
         done = gain < self.config.stop_tolerance * scale
@@ -549,9 +599,14 @@ class Controller:
         stage.best_saved = last.probe
         return True
 
-    def _train_instruction(self, segment: int, stage: StageRecord) -> Instruction:
-        idx = self._choose(stage)
-        lr = self.config.min_lr if idx is None else stage.probes[idx].lr
+    def _train_instruction(
+        self, segment: int, stage: StageRecord, *, fixed_lr: float | None = None
+    ) -> Instruction:
+        idx = self._choose(stage) if fixed_lr is None else None
+        if fixed_lr is not None:
+            lr = fixed_lr
+        else:
+            lr = self.config.min_lr if idx is None else stage.probes[idx].lr
         stage.chosen_lr, stage.chosen_probe = lr, idx
         # Reuse the chosen probe's τ' steps when its end state is at hand: it is the probe just
         # run (train on from here), or the one kept in the best-probe slot.
@@ -575,7 +630,8 @@ class Controller:
             lr=lr,
             lr_end=lr,
             steps=steps,
-            restore=not (continue_last or from_best),
+            # a stage without probes (probe_budget spent) has nothing to restore
+            restore=bool(stage.probes) and not (continue_last or from_best),
             restore_best=from_best,
             eval_every=steps if self.config.loss_source != "train" else None,
             stage=stage.stage,
@@ -652,7 +708,8 @@ class Controller:
         tol = self.config.prefer_larger_lr
         if tol > 0:
             # Counter the greedy short-horizon bias towards small LRs: among probes whose
-            # forecast is within ``tol`` (relative) of the chosen one, train with the largest LR.
-            band = y[pick] + tol * max(abs(y[pick]), 1e-12)
+            # forecast is within ``tol`` of the stage's forecast progress above the chosen one,
+            # train with the largest LR. Loss differences only: offset- and scale-free.
+            band = y[pick] + tol * _progress_scale(stage.baseline, y)
             pick = max((j for j in range(len(y)) if y[j] <= band), key=lambda j: x[j])
         return healthy[pick]

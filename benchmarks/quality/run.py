@@ -17,6 +17,7 @@ interrupted benchmark resumes where it stopped. Results: ``quality.json``, ``qua
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import itertools
 import json
@@ -52,6 +53,17 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+@functools.cache
+def _autolr_code_digest() -> str:
+    """Hash of the controller's and client's sources: a changed algorithm never hits the cache."""
+    root = HERE.parent.parent
+    h = hashlib.sha1()
+    for path in sorted([*root.glob("autolr/**/*.py"), *root.glob("client/**/*.py")]):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class RunSpec:
     task: str
@@ -72,7 +84,11 @@ class RunSpec:
             from autolr import TunerConfig
 
             cfg = json.dumps(
-                {"defaults": TunerConfig().model_dump(mode="json"), **dict(self.overrides)},
+                {
+                    "defaults": TunerConfig().model_dump(mode="json"),
+                    "code": _autolr_code_digest(),
+                    **dict(self.overrides),
+                },
                 sort_keys=True,
             )
             digest = hashlib.sha1(cfg.encode()).hexdigest()[:8]
@@ -228,6 +244,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         "wall_s": round(wall, 2),
         "overrides": dict(spec.overrides),
         "key": spec.key(),
+        "code": _autolr_code_digest() if spec.is_autolr else None,
     }
     if tuner is not None:
         if not tuner.finished and steps_run == total:

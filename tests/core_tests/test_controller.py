@@ -234,7 +234,9 @@ def test_paper_preset_switches_every_extension_off() -> None:
 
 
 def test_warm_start_searches_around_the_last_chosen_lr() -> None:
-    cfg = TunerConfig(min_lr=1e-4, max_lr=10.0, total_steps=6000, seed=3, warm_start=True)
+    cfg = TunerConfig(
+        min_lr=1e-4, max_lr=10.0, total_steps=6000, seed=3, warm_start=True, probe_budget=None
+    )
     ctl = fast(cfg)
     run_job(ctl, NoisyQuadratic(seed=3))
     assert ctl.stages[0].bounds == (0.0, 1.0)
@@ -285,3 +287,58 @@ def test_prefer_larger_lr_trains_with_the_largest_lr_within_the_band() -> None:
         assert chosen == max(band)
     plain = run(0.0)
     assert any(chosen != max(lr for lr, _ in probes) for chosen, probes in plain)
+
+
+def _probe_share(ctl: Controller) -> float:
+    probes = sum(seg.steps_run for seg in ctl.segments if seg.instruction.kind == "probe")
+    return probes / ctl.config.total_steps  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("budget", [0.05, 0.1, 0.15, 0.3])
+@pytest.mark.parametrize("total", [1500, 4000, 20_000])
+def test_probe_budget_caps_the_share_of_steps_spent_probing(budget: float, total: int) -> None:
+    cfg = TunerConfig(
+        min_lr=1e-4,
+        max_lr=10.0,
+        total_steps=total,
+        seed=1,
+        probe_budget=budget,
+        adaptive_probes=False,
+    )
+    ctl = fast(cfg)
+    run_job(ctl, NoisyQuadratic(seed=1))
+    assert ctl.steps_used == total
+    stage0 = ctl.stages[0]
+    # stage 0's guaranteed minimum is the only thing allowed past the cap
+    floor = cfg.min_probes * stage0.probe_steps / total
+    assert _probe_share(ctl) <= max(budget, floor) + 1e-9
+    # the budget is spent, not left idle: without adaptive stopping it is nearly used up
+    # (within one probe per stage of what the plan reserves)
+    slack = sum(s.probe_steps for s in ctl.stages) / total
+    assert _probe_share(ctl) >= min(budget, floor) - slack
+    assert len(stage0.probes) >= cfg.min_probes
+
+
+def test_a_stage_without_probe_budget_trains_on_at_the_last_lr() -> None:
+    cfg = TunerConfig(
+        min_lr=1e-4,
+        max_lr=10.0,
+        total_steps=20_000,
+        seed=2,
+        probe_budget=0.02,
+        adaptive_probes=False,
+    )
+    ctl = fast(cfg)
+    run_job(ctl, NoisyQuadratic(seed=2))
+    bare = [s for s in ctl.stages if not s.probes]
+    assert bare, "a 2% budget must leave some stages without a search"
+    for stage in bare:
+        prev = ctl.stages[stage.stage - 1]
+        assert stage.chosen_lr == prev.chosen_lr
+        train = [s for s in ctl.schedule if s.stage == stage.stage and s.kind == "train"]
+        assert train and not any(s.restore or s.restore_best for s in train)
+    # the paper preset has no cap: every stage searches
+    ctl = fast(TunerConfig.autolrs(min_lr=1e-4, max_lr=10.0, total_steps=20_000, seed=2))
+    run_job(ctl, NoisyQuadratic(seed=2))
+    assert all(s.probes for s in ctl.stages)
+    assert _probe_share(ctl) > 0.3
