@@ -41,6 +41,12 @@ LOG_POINTS_PER_SEGMENT = 64
 EXPLODE_FACTOR = 2.0
 #: The anneal ends at this fraction of the LR it starts from ("near zero", but a valid LR).
 ANNEAL_END_RATIO = 1e-3
+#: A train segment that diverges is rolled back to the stage's snapshot at most this often.
+MAX_ROLLBACKS = 2
+#: A rollback retrains with the best healthy probe at least this factor below the failed LR
+#: (or the failed LR divided by ROLLBACK_FALLBACK when no probe is that small).
+ROLLBACK_MARGIN = 3.0
+ROLLBACK_FALLBACK = 10.0
 
 
 class ProbeRecord(BaseModel):
@@ -81,6 +87,7 @@ class StageRecord(BaseModel):
     stopped_early: bool = False
     reused_probe: int | None = None
     search_fallbacks: list[str] = Field(default_factory=list)
+    diverged_lrs: list[float] = Field(default_factory=list)
 
 
 class SegmentRecord(BaseModel):
@@ -369,6 +376,10 @@ class Controller:
             return self._train_instruction(nxt, stage)
         if current.kind == "anneal":
             return self._finish(nxt, current.lr_end)
+        if current.kind == "train" and self._diverged(report, current):
+            retry = self._rollback(nxt, current)
+            if retry is not None:
+                return retry
         # warmup or train finished: start the next stage (or finish)
         return self._begin_stage(nxt, len(state.stages), last_lr=current.lr_end)
 
@@ -409,6 +420,67 @@ class Controller:
         reserve = sum(minimum * self.plan.probe_steps(stage.stage + 1 + i) for i in range(later))
         allowance = cfg.probe_budget * cfg.total_steps - self._probe_steps_used() - reserve
         return allowance >= stage.probe_steps
+
+    def _diverged(self, report: Report, current: Instruction) -> bool:
+        """Did this train segment blow up (non-finite loss, or far above the stage's start)?"""
+        state = self._require_started()
+        if not state.stages or current.stage != state.stages[-1].stage:
+            return False  # a train segment outside a stage (extra_steps): nothing to roll back to
+        stage = state.stages[-1]
+        losses = report.train_losses
+        if not all(math.isfinite(v) for v in losses):
+            return True
+        last = _tail_mean(losses)
+        if stage.baseline is None or last is None or stage.baseline_spread <= 0:
+            return False
+        return last > stage.baseline + EXPLODE_FACTOR * stage.baseline_spread
+
+    def _rollback(self, segment: int, current: Instruction) -> Instruction | None:
+        """Retrain a diverged stage from its snapshot with a safer LR (None: give up).
+
+        Short probes can favour an LR that only diverges over the longer train segment (seen
+        with SGD early in training). The stage's snapshot is still held, so the damage is
+        undone: the stage trains again with the best healthy probe at least
+        ``ROLLBACK_MARGIN`` times below the failed LR, or the failed LR over
+        ``ROLLBACK_FALLBACK``. The diverged steps stay spent (the budget counts them).
+        """
+        stage = self._require_started().stages[-1]
+        if len(stage.diverged_lrs) >= MAX_ROLLBACKS:
+            return None
+        failed = current.lr
+        stage.diverged_lrs.append(failed)
+        safe = [
+            p
+            for p in stage.probes
+            if p.ok and p.forecast is not None and p.lr * ROLLBACK_MARGIN <= failed
+        ]
+        if safe:
+            lr = min(safe, key=lambda p: (p.forecast, -p.lr)).lr
+        else:
+            lr = max(self.config.min_lr, failed / ROLLBACK_FALLBACK)
+        log.warning(
+            "stage %d diverged at lr=%.4g; rolling back to lr=%.4g", stage.stage, failed, lr
+        )
+        stage.chosen_lr, stage.chosen_probe, stage.reused_probe = lr, None, None
+        steps = current.steps
+        room = self._stage_room()
+        if room is not None:
+            steps = min(steps, room)
+            if room - steps < self.plan.stage_steps(stage.stage + 1):
+                steps = room
+        if steps <= 0:
+            return self._anneal(segment, lr).model_copy(update={"restore": True})
+        stage.train_steps = steps
+        return Instruction(
+            segment=segment,
+            kind="train",
+            lr=lr,
+            lr_end=lr,
+            steps=steps,
+            restore=True,
+            eval_every=current.eval_every,
+            stage=stage.stage,
+        )
 
     # -- instruction builders
     def _first_instruction(self) -> Instruction:
@@ -630,8 +702,10 @@ class Controller:
             lr=lr,
             lr_end=lr,
             steps=steps,
-            # a stage without probes (probe_budget spent) has nothing to restore
+            # a stage without probes (probe_budget spent) has nothing to restore; it snapshots
+            # here instead, so a diverging train segment can still be rolled back
             restore=bool(stage.probes) and not (continue_last or from_best),
+            snapshot=not stage.probes,
             restore_best=from_best,
             eval_every=steps if self.config.loss_source != "train" else None,
             stage=stage.stage,

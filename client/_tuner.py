@@ -439,7 +439,8 @@ class AutoLR:
         self._eval_every = inst.eval_every if self._val_fn is not None else None
         # Ending a probe early needs every rank to see the same loss; under DDP the losses
         # are only averaged at the boundary, so probes run to their end there.
-        self._abort_nonfinite = inst.kind == "probe" and self._group is None
+        # A diverging train segment ends early too: the controller rolls it back.
+        self._abort_nonfinite = inst.kind in ("probe", "train") and self._group is None
 
     def reapply_lr(self) -> None:
         """Write the tuner's current LR into the optimizer again.

@@ -27,6 +27,7 @@ SMALL: dict[str, Any] = {
     # the paper's stage mechanics, which several tests assert (restore before each train)
     "reuse_best_probe": False,
     "anneal_fraction": 0.0,
+    "probe_budget": None,
 }
 #: `SMALL` with the GP proposing each stage's third probe.
 GP: dict[str, Any] = {**SMALL, "initial_probes": 2}

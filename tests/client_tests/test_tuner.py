@@ -333,3 +333,39 @@ def test_between_boundaries_step_only_detaches_the_loss_no_read_no_copy():
             tuner.step(loss)
     assert tuner.segment_step == 19
     assert set(log.ops) == {"detach"}  # no .item(), no copy to the host, no per-step kernel
+
+
+def test_a_diverging_train_segment_is_rolled_back_to_the_stage_snapshot():
+    """The model blows up mid-train: the segment ends at once, the stage's snapshot comes back
+    and the stage trains again at a safer LR, so the run ends with finite weights."""
+    model, data = make_model(), make_data()
+    opt = _sgd(model)
+    tuner = AutoLR(model, opt, **SMALL)
+    stage_start: dict[int, dict[str, torch.Tensor]] = {}
+    blown: list[tuple[int, float]] = []  # (segment, lr) of the sabotaged train segment
+    retried: list[Segment] = []
+    for step in itertools.count():
+        if tuner.finished:
+            break
+        inst = tuner.instruction
+        if tuner.segment_step == 0 and inst.kind == "probe" and inst.probe == 0:
+            stage_start[inst.stage] = params_of(model)
+        if tuner.segment_step == 0 and blown and inst.segment == blown[0][0] + 1:
+            retried.append(inst)
+            assert_same_tensors(params_of(model), stage_start[inst.stage])
+        if inst.kind == "train" and not blown and tuner.segment_step == 4:
+            with torch.no_grad():  # what a divergence leaves behind
+                next(model.parameters()).fill_(math.inf)
+            blown.append((inst.segment, inst.lr))
+            tuner.step(math.nan)
+            continue
+        loss = train_step(model, opt, data, step)
+        tuner.step(float(loss.detach()))
+    segment, failed_lr = blown[0]
+    bad = next(s for s in tuner.schedule if s.segment == segment)
+    assert bad.steps == 5  # ended at the NaN instead of training on a broken model
+    (retry,) = retried
+    assert retry.kind == "train" and retry.restore and retry.lr * 3 <= failed_lr
+    assert tuner.transport.controller.stages[retry.stage].diverged_lrs == [failed_lr]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert sum(s.steps for s in tuner.schedule) == SMALL["total_steps"]

@@ -342,3 +342,54 @@ def test_a_stage_without_probe_budget_trains_on_at_the_last_lr() -> None:
     run_job(ctl, NoisyQuadratic(seed=2))
     assert all(s.probes for s in ctl.stages)
     assert _probe_share(ctl) > 0.3
+
+
+def test_a_diverged_train_segment_is_retrained_from_the_snapshot_at_a_safer_lr() -> None:
+    ctl = fast(small_config())
+    model = NoisyQuadratic(seed=3)
+    inst = ctl.start()
+    while inst.kind != "train":
+        inst = ctl.report(model.follow(inst))
+    stage = ctl.stages[-1]
+    failed, planned = inst.lr, inst.steps
+    used = ctl.steps_used
+    # the segment blows up at its 5th step
+    retry = ctl.report(Report(segment=inst.segment, train_losses=[1.0, 1.0, 1.0, 1.0, math.nan]))
+    assert retry.kind == "train" and retry.restore and retry.stage == stage.stage
+    healthy_below = [
+        p for p in stage.probes if p.ok and p.forecast is not None and 3 * p.lr <= failed
+    ]
+    if healthy_below:
+        best = min(healthy_below, key=lambda p: p.forecast or 0.0)
+        assert retry.lr == best.lr
+    else:
+        assert retry.lr == pytest.approx(max(ctl.config.min_lr, failed / 10))
+    assert retry.steps == planned and ctl.steps_used == used + 5
+    assert ctl.stages[-1].diverged_lrs == [failed] and ctl.stages[-1].chosen_lr == retry.lr
+    # a second and a third failure: one more rollback, then the job moves on
+    again = ctl.report(Report(segment=retry.segment, train_losses=[math.inf]))
+    assert again.kind == "train" and again.restore and again.lr < retry.lr
+    moved_on = ctl.report(Report(segment=again.segment, train_losses=[math.nan]))
+    assert moved_on.kind != "train" or not moved_on.restore
+    assert len(ctl.stages[-1 if moved_on.stage == stage.stage else -2].diverged_lrs) == 2
+    # and the job still ends exactly on budget
+    inst = moved_on
+    while not inst.finished:
+        inst = ctl.report(model.follow(inst))
+    assert ctl.steps_used == ctl.config.total_steps
+
+
+def test_a_loss_far_above_the_stages_start_counts_as_divergence_too() -> None:
+    ctl = fast(small_config())
+    model = NoisyQuadratic(seed=4)
+    inst = ctl.start()
+    while not (inst.kind == "train" and inst.stage == 1):  # stage 1 knows its loss spread
+        inst = ctl.report(model.follow(inst))
+    stage = ctl.stages[-1]
+    assert stage.baseline is not None and stage.baseline_spread > 0
+    high = stage.baseline + 3 * stage.baseline_spread
+    retry = ctl.report(Report(segment=inst.segment, train_losses=[high] * 10))
+    assert retry.restore and ctl.stages[-1].diverged_lrs == [inst.lr]
+    # a healthy segment is not rolled back
+    fine = ctl.report(model.follow(retry))
+    assert not (fine.kind == "train" and fine.restore and fine.stage == stage.stage)
