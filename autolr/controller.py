@@ -44,7 +44,8 @@ ANNEAL_END_RATIO = 1e-3
 #: A train segment that diverges is rolled back to the stage's snapshot at most this often.
 MAX_ROLLBACKS = 2
 #: A rollback retrains with the best healthy probe at least this factor below the failed LR
-#: (or the failed LR divided by ROLLBACK_FALLBACK when no probe is that small).
+#: (or the failed LR divided by ROLLBACK_FALLBACK when no probe is that small); a stage never
+#: trains within this factor of an LR whose probe diverged.
 ROLLBACK_MARGIN = 3.0
 ROLLBACK_FALLBACK = 10.0
 
@@ -770,6 +771,13 @@ class Controller:
     def _choose(self, stage: StageRecord) -> int | None:
         """Index of the probe to train with: lowest GP posterior mean among healthy probes."""
         healthy = [i for i, p in enumerate(stage.probes) if p.ok and p.forecast is not None]
+        # Stability margin: the train segment is many times longer than a probe, so an LR
+        # within ROLLBACK_MARGIN of one that diverged in a probe is likely to diverge there.
+        failed = [p.lr for p in stage.probes if not p.ok]
+        if failed:
+            limit = min(failed) / ROLLBACK_MARGIN
+            safe = [i for i in healthy if stage.probes[i].lr <= limit]
+            healthy = safe or healthy
         if not healthy:
             return None
         x = [stage.probes[i].x_unit for i in healthy]
