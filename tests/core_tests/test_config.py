@@ -12,7 +12,7 @@ from autolr.plan import minimum_budget, stage_plan
 
 
 def test_defaults_follow_the_paper() -> None:
-    cfg = TunerConfig()
+    cfg = TunerConfig.autolrs()
     assert (cfg.tau_min, cfg.tau_max, cfg.probes_per_stage, cfg.probe_fraction) == (
         1000,
         8000,
@@ -22,6 +22,8 @@ def test_defaults_follow_the_paper() -> None:
     plan = stage_plan(cfg)
     assert [plan.tau(s) for s in range(5)] == [1000, 2000, 4000, 8000, 8000]
     assert plan.probe_steps(0) == 100
+    # autolr's own default halves the probe length (probe_budget keeps the total in check)
+    assert stage_plan(TunerConfig()).probe_steps(0) == 50
 
 
 def test_small_budget_scales_tau_to_fit_at_least_three_stages() -> None:
@@ -62,7 +64,7 @@ def test_frozen_and_unknown_fields_rejected() -> None:
         ({"probe_fraction": 1.5}, ["probe_fraction"]),
         ({"min_probe_steps": 3}, ["min_probe_steps"]),
         ({"total_steps": 0}, ["total_steps"]),
-        ({"total_steps": 100}, ["total_steps=100", "need at least 125"]),
+        ({"total_steps": 100}, ["total_steps=100", "need at least 167"]),
         ({"warmup_steps": -1}, ["warmup_steps"]),
         ({"warmup_steps": 5000, "total_steps": 5000}, ["warmup_steps=5000", "total_steps=5000"]),
         ({"warmup_lr": 0.01}, ["warmup_lr=0.01", "warmup_steps=0"]),

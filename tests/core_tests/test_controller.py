@@ -273,20 +273,25 @@ def test_adaptive_probes_stop_once_the_searcher_sees_no_gain() -> None:
 
 
 def test_prefer_larger_lr_trains_with_the_largest_lr_within_the_band() -> None:
-    def run(tol: float) -> list[tuple[float | None, list[tuple[float, float]]]]:
+    def run(tol: float) -> list[tuple[float | None, list[tuple[float, float]], float]]:
         ctl = fast(small_config(prefer_larger_lr=tol))
         run_job(ctl, NoisyQuadratic(seed=4))
-        return [
-            (s.chosen_lr, [(p.lr, p.forecast) for p in s.probes if p.ok and p.forecast])
-            for s in ctl.stages
-        ]
+        out = []
+        for s in ctl.stages:
+            failed = [p.lr for p in s.probes if not p.ok]
+            probes = [(p.lr, p.forecast) for p in s.probes if p.ok and p.forecast is not None]
+            if failed:  # the stability margin keeps 3x below any diverged probe
+                probes = [(lr, f) for lr, f in probes if 3 * lr <= min(failed)] or probes
+            best = min(f for _, f in probes)
+            start = s.baseline if s.baseline is not None else max(f for _, f in probes)
+            progress = max(abs(start - best), max(f for _, f in probes) - best)
+            out.append((s.chosen_lr, probes, best + tol * progress))
+        return out
 
-    for chosen, probes in run(0.05):
-        best = min(f for _, f in probes)
-        band = [lr for lr, f in probes if f <= best + 0.05 * abs(best)]
-        assert chosen == max(band)
+    for chosen, probes, limit in run(0.3):
+        assert chosen == max(lr for lr, f in probes if f <= limit)
     plain = run(0.0)
-    assert any(chosen != max(lr for lr, _ in probes) for chosen, probes in plain)
+    assert any(chosen != max(lr for lr, _ in probes) for chosen, probes, _ in plain)
 
 
 def _probe_share(ctl: Controller) -> float:
@@ -393,3 +398,26 @@ def test_a_loss_far_above_the_stages_start_counts_as_divergence_too() -> None:
     # a healthy segment is not rolled back
     fine = ctl.report(model.follow(retry))
     assert not (fine.kind == "train" and fine.restore and fine.stage == stage.stage)
+
+
+def test_a_stage_never_trains_within_3x_of_an_lr_whose_probe_diverged() -> None:
+    """Larger LRs look better until they diverge: the edge of stability is not trained at."""
+    threshold = 0.5
+    ctl = fast(small_config())
+    inst = ctl.start()
+    while not inst.finished:
+        n = max(inst.steps, 1)
+        if inst.kind == "probe" and inst.lr >= threshold:
+            losses = [1.0, 2.0, math.nan]
+        else:  # faster progress the larger the LR
+            losses = [1.0 - 0.5 * min(inst.lr, 1.0) * (1 - math.exp(-i / 5)) for i in range(n)]
+        inst = ctl.report(Report(segment=inst.segment, train_losses=losses[: inst.steps]))
+    constrained = 0
+    for stage in ctl.stages:
+        failed = [p.lr for p in stage.probes if not p.ok]
+        safe = [p.lr for p in stage.probes if p.ok and 3 * p.lr <= min(failed, default=math.inf)]
+        if failed and safe:
+            assert stage.chosen_lr is not None and 3 * stage.chosen_lr <= min(failed)
+            healthy = [p.lr for p in stage.probes if p.ok]
+            constrained += max(healthy) > max(safe)
+    assert constrained, "no stage had a healthy probe near a diverged one; the test proves nothing"
