@@ -44,8 +44,9 @@ class TunerConfig(BaseModel):
     probe_fraction: float = Field(0.05, gt=0, le=1, description="Probe length τ'/τ.")
     # AutoLRS pitfall 4: under 17 points the forecaster's outlier filter collapses.
     min_probe_steps: int = Field(20, ge=8, description="Lower bound on τ' in steps.")
-    # Budget scaling (ours): fewer than 4 stages leaves the schedule little room to adapt.
-    min_stages: int = Field(4, ge=1, le=64, description="Stages that must fit in total_steps.")
+    # Budget scaling (ours): 3 stages (plus the anneal) leave the schedule room to adapt; more
+    # stages on a small budget made every stage mostly probes.
+    min_stages: int = Field(3, ge=1, le=64, description="Stages that must fit in total_steps.")
     total_steps: int | None = Field(
         None, ge=1, description="Step budget, probe steps included; None runs stages forever."
     )

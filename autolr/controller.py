@@ -41,6 +41,8 @@ LOG_POINTS_PER_SEGMENT = 64
 EXPLODE_FACTOR = 2.0
 #: The anneal ends at this fraction of the LR it starts from ("near zero", but a valid LR).
 ANNEAL_END_RATIO = 1e-3
+#: prefer_larger_lr never trains at more than this multiple of the LR the search picked.
+PREFER_MAX_RATIO = 3.0
 #: A train segment that diverges is rolled back to the stage's snapshot at most this often.
 MAX_ROLLBACKS = 2
 #: A rollback retrains with the best healthy probe at least this factor below the failed LR
@@ -432,9 +434,21 @@ class Controller:
         if not all(math.isfinite(v) for v in losses):
             return True
         last = _tail_mean(losses)
-        if stage.baseline is None or last is None or stage.baseline_spread <= 0:
+        if stage.baseline is None or last is None:
             return False
-        return last > stage.baseline + EXPLODE_FACTOR * stage.baseline_spread
+        # Far above where it should be: the stage's start, or the chosen probe's own end loss
+        # (the same LR from the same state, in fewer steps), whichever is lower. "Far" is the
+        # loss noise of the segment before (stage 1 on) or half the progress the chosen probe
+        # promised. This catches an LR that looked best for τ' steps and then wrecked the model
+        # without a single non-finite loss (dead units with SGD: the loss back at chance level).
+        reference, promised = stage.baseline, 0.0
+        chosen = stage.probes[stage.chosen_probe] if stage.chosen_probe is not None else None
+        if chosen is not None and chosen.forecast is not None:
+            promised = max(0.0, stage.baseline - chosen.forecast)
+            if chosen.last_loss is not None:
+                reference = min(reference, chosen.last_loss)
+        margin = max(EXPLODE_FACTOR * stage.baseline_spread, 0.5 * promised)
+        return margin > 0 and last > reference + margin
 
     def _rollback(self, segment: int, current: Instruction) -> Instruction | None:
         """Retrain a diverged stage from its snapshot with a safer LR (None: give up).
@@ -792,6 +806,10 @@ class Controller:
             # Counter the greedy short-horizon bias towards small LRs: among probes whose
             # forecast is within ``tol`` of the stage's forecast progress above the chosen one,
             # train with the largest LR. Loss differences only: offset- and scale-free.
+            # The jump is capped at PREFER_MAX_RATIO × the picked LR: with sparse probes (three,
+            # decades apart) a wide band would otherwise hand the stage a far larger, untested LR.
             band = y[pick] + tol * _progress_scale(stage.baseline, y)
-            pick = max((j for j in range(len(y)) if y[j] <= band), key=lambda j: x[j])
+            reach = x[pick] + math.log(PREFER_MAX_RATIO) / self.space.log_width
+            near = [j for j in range(len(y)) if y[j] <= band and x[j] <= reach + 1e-12]
+            pick = max(near, key=lambda j: x[j])
         return healthy[pick]
