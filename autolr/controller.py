@@ -146,6 +146,13 @@ def _tail_mean(values: Sequence[float], fraction: float = 0.1) -> float | None:
     return _finite(sum(finite[-k:]) / k)
 
 
+def _best_window_mean(values: Sequence[float], fraction: float = 0.1) -> float:
+    """Lowest mean over consecutive windows of ``fraction`` of the values (finite values)."""
+    k = max(1, int(len(values) * fraction))
+    means = [sum(values[i : i + k]) / k for i in range(0, len(values) - k + 1, k)]
+    return min(means) if means else math.inf
+
+
 def _normalized(values: list[float]) -> tuple[list[float], float]:
     """Outcomes mapped to [0, 1] (min → 0, max → 1), and the scale to map differences back.
 
@@ -436,12 +443,13 @@ class Controller:
         last = _tail_mean(losses)
         if stage.baseline is None or last is None:
             return False
-        # Far above where it should be: the stage's start, or the chosen probe's own end loss
-        # (the same LR from the same state, in fewer steps), whichever is lower. "Far" is the
-        # loss noise of the segment before (stage 1 on) or half the progress the chosen probe
-        # promised. This catches an LR that looked best for τ' steps and then wrecked the model
-        # without a single non-finite loss (dead units with SGD: the loss back at chance level).
-        reference, promised = stage.baseline, 0.0
+        # Far above where it should be: the stage's start, the chosen probe's own end loss (the
+        # same LR from the same state, in fewer steps) or the segment's own best 10% window,
+        # whichever is lowest. "Far" is the loss noise of the segment before (stage 1 on) or
+        # half the progress the chosen probe promised. This catches an LR that looked best for
+        # τ' steps and then wrecked the model without a single non-finite loss (dead units with
+        # SGD: the loss climbing back to chance level).
+        reference, promised = min(stage.baseline, _best_window_mean(losses)), 0.0
         chosen = stage.probes[stage.chosen_probe] if stage.chosen_probe is not None else None
         if chosen is not None and chosen.forecast is not None:
             promised = max(0.0, stage.baseline - chosen.forecast)
