@@ -421,3 +421,28 @@ def test_a_stage_never_trains_within_3x_of_an_lr_whose_probe_diverged() -> None:
             healthy = [p.lr for p in stage.probes if p.ok]
             constrained += max(healthy) > max(safe)
     assert constrained, "no stage had a healthy probe near a diverged one; the test proves nothing"
+
+
+def test_a_train_segment_whose_loss_climbs_back_up_is_rolled_back() -> None:
+    """No NaN anywhere: the loss falls, then climbs back to the stage's start (dead units)."""
+    ctl = fast(small_config())
+    model = NoisyQuadratic(seed=5)
+    inst = ctl.start()
+    while inst.kind != "train":  # stage 0: no earlier segment, so no loss-noise reference
+        inst = ctl.report(model.follow(inst))
+    stage = ctl.stages[-1]
+    assert stage.baseline is not None and stage.baseline_spread == 0
+    n = inst.steps
+    start = stage.baseline
+    low = start - 0.5 * abs(start) - 1.0
+    losses = [low] * (n // 2) + [start] * (n - n // 2)  # wrecked half-way
+    retry = ctl.report(Report(segment=inst.segment, train_losses=losses))
+    assert retry.kind == "train" and retry.restore and ctl.stages[-1].diverged_lrs == [inst.lr]
+    # the same segment falling and staying down is healthy
+    ctl2, model2 = fast(small_config()), NoisyQuadratic(seed=5)
+    inst2 = ctl2.start()
+    while inst2.kind != "train":
+        inst2 = ctl2.report(model2.follow(inst2))
+    assert ctl2.stages[-1].baseline == start
+    nxt = ctl2.report(Report(segment=inst2.segment, train_losses=[start] * 5 + [low] * (n - 5)))
+    assert nxt.kind == "probe" and ctl2.stages[-2].diverged_lrs == []

@@ -20,6 +20,7 @@ CONFIG = TunerConfig(
     probes_per_stage=3,
     initial_probes=2,
     seed=11,
+    probe_budget=None,  # every stage searches, so segment KILL_AT is a probe
 )
 #: Kill when the client sends this segment's report: segment 5 is a probe of stage 1.
 KILL_AT = 5

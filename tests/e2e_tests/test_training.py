@@ -25,6 +25,7 @@ CONFIG: dict[str, Any] = {
     "probes_per_stage": 3,
     "initial_probes": 2,
     "seed": 3,
+    "probe_budget": None,  # every stage runs its 3 probes
 }
 
 
@@ -97,13 +98,18 @@ def test_server_down_mid_training_never_raises_and_the_job_catches_up(
         server.start()
         restarted.set()
 
-    steps = 0
+    steps, killed_at = 0, None
     for steps in range(1, 3 * TOTAL_STEPS):
         tuner.step(train_step())  # must never raise, whatever the server does
-        if steps == KILL_AT:
-            server.kill()  # down mid-segment; it comes back while training goes on
+        inst = tuner.instruction
+        boundary_next = inst is not None and tuner.segment_step == inst.steps - 1
+        if killed_at is None and steps >= KILL_AT and boundary_next:
+            # down right before a segment ends, so the report meets a dead server; it comes
+            # back while training goes on
+            server.kill()
+            killed_at = steps
             threading.Thread(target=restart, daemon=True).start()
-        if steps == KILL_AT + DOWN_STEPS:  # at least this many steps trained without it
+        if killed_at is not None and steps == killed_at + DOWN_STEPS:
             assert restarted.wait(120), "the server did not come back"
         if tuner.finished:
             break

@@ -44,6 +44,7 @@ def tuned_run(**config: Any) -> tuple[AutoLR, list[tuple[int, str, list[float]]]
         probes_per_stage=3,
         initial_probes=2,
         seed=5,
+        probe_budget=None,  # every stage searches: the reuse cases need probes to reuse
         **config,
     )
     generator = torch.Generator().manual_seed(1)
