@@ -497,6 +497,11 @@ def main(argv: list[str] | None = None) -> int:
             fam, lr = best
             print(f"  best baseline: {fam} lr={lr:.3g}; extra seeds {seeds[1:]}", flush=True)
             runs += runner.run([RunSpec(t, fam, lr, s, args.scale) for s in seeds[1:]])
+            # the best cosine too: the yardstick ("within 1% of the best-of-grid cosine")
+            cosine = report.best_baseline([r for r in runs if r["family"] == "cosine"])
+            if cosine is not None and cosine != best:
+                _, clr = cosine
+                runs += runner.run([RunSpec(t, "cosine", clr, s, args.scale) for s in seeds[1:]])
         all_runs += runs
 
     if not args.no_report:
