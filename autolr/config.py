@@ -111,7 +111,7 @@ class TunerConfig(BaseModel):
         "stage 0 always gets min_probes, later stages what is left (none: train on).",
     )
     anneal_fraction: float = Field(
-        0.4,
+        0.5,
         ge=0,
         lt=1,
         description="Final share of total_steps spent decaying the LR to ~0 (needs total_steps).",

@@ -11,7 +11,7 @@ exec .venv/bin/python benchmarks/quality/run.py \
   --autolr-variant "no-warm-start:warm_start=False" \
   --autolr-variant "no-adaptive:adaptive_probes=False" \
   --autolr-variant "no-reuse:reuse_best_probe=False" \
-  --autolr-variant "anneal-0.2:anneal_fraction=0.2" \
+  --autolr-variant "anneal-0.3:anneal_fraction=0.3" \
   --autolr-variant "no-anneal:anneal_fraction=0" \
   --autolr-variant "no-prefer-larger-lr:prefer_larger_lr=0" \
   "$@"

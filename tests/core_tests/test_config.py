@@ -64,7 +64,7 @@ def test_frozen_and_unknown_fields_rejected() -> None:
         ({"probe_fraction": 1.5}, ["probe_fraction"]),
         ({"min_probe_steps": 3}, ["min_probe_steps"]),
         ({"total_steps": 0}, ["total_steps"]),
-        ({"total_steps": 100}, ["total_steps=100", "need at least 167"]),
+        ({"total_steps": 100}, ["total_steps=100", "need at least 200"]),
         ({"warmup_steps": -1}, ["warmup_steps"]),
         ({"warmup_steps": 5000, "total_steps": 5000}, ["warmup_steps=5000", "total_steps=5000"]),
         ({"warmup_lr": 0.01}, ["warmup_lr=0.01", "warmup_steps=0"]),
