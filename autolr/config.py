@@ -22,7 +22,8 @@ class TunerConfig(BaseModel):
     same factor until ``min_stages`` whole stages (search included) fit in the budget after
     warmup and before the anneal (see `autolr.plan.stage_plan`); a budget too small for that gets
     as many stages as fit, at least one. With the defaults a 3000-step budget gives
-    τ = 112, 224, 448, 896 (4 stages) instead of one and a half 1000-step stages.
+    τ = 172, 344, 688 (3 stages, then the 1500-step anneal) instead of one and a half 1000-step
+    stages.
 
     Example:
         >>> TunerConfig(min_lr=1e-4, max_lr=1e-1, total_steps=3000).probes_per_stage

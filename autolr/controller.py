@@ -42,10 +42,10 @@ EXPLODE_FACTOR = 2.0
 #: The anneal ends at this fraction of the LR it starts from ("near zero", but a valid LR).
 ANNEAL_END_RATIO = 1e-3
 #: prefer_larger_lr never trains at more than this multiple of the LR the search picked.
-PREFER_MAX_RATIO = 3.0
+PREFER_MAX_RATIO = 10.0
 #: A train segment that diverges is rolled back to the stage's snapshot at most this often.
 MAX_ROLLBACKS = 2
-#: A rollback retrains with the best healthy probe at least this factor below the failed LR
+#: A rollback retrains with the largest healthy probe LR at least this factor below the failed LR
 #: (or the failed LR divided by ROLLBACK_FALLBACK when no probe is that small); a stage never
 #: trains within this factor of an LR whose probe diverged.
 ROLLBACK_MARGIN = 3.0
@@ -182,6 +182,15 @@ def _progress_scale(baseline: float | None, forecasts: Sequence[float]) -> float
     best = min(forecasts)
     start = baseline if baseline is not None else max(forecasts)
     return max(abs(start - best), max(forecasts) - best)
+
+
+def _blew_up(probe: ProbeRecord) -> bool:
+    """A probe that diverged (non-finite or exploding loss), not one rejected on noise.
+
+    The forecaster also rejects a flat, noisy series as "rising loss"; that says nothing about
+    stability, so it must not put an LR ceiling on the stage.
+    """
+    return not probe.ok and ("non-finite" in probe.reason or "exploding" in probe.reason)
 
 
 def _derive_seed(seed: int, stage: int, probe: int) -> int:
@@ -463,7 +472,7 @@ class Controller:
 
         Short probes can favour an LR that only diverges over the longer train segment (seen
         with SGD early in training). The stage's snapshot is still held, so the damage is
-        undone: the stage trains again with the best healthy probe at least
+        undone: the stage trains again at the largest healthy probe LR at least
         ``ROLLBACK_MARGIN`` times below the failed LR, or the failed LR over
         ``ROLLBACK_FALLBACK``. The diverged steps stay spent (the budget counts them).
         """
@@ -477,8 +486,8 @@ class Controller:
             for p in stage.probes
             if p.ok and p.forecast is not None and p.lr * ROLLBACK_MARGIN <= failed
         ]
-        if safe:
-            lr = min(safe, key=lambda p: (p.forecast, -p.lr)).lr
+        if safe:  # the smallest step down that a probe showed to be healthy
+            lr = max(p.lr for p in safe)
         else:
             lr = max(self.config.min_lr, failed / ROLLBACK_FALLBACK)
         log.warning(
@@ -795,7 +804,7 @@ class Controller:
         healthy = [i for i, p in enumerate(stage.probes) if p.ok and p.forecast is not None]
         # Stability margin: the train segment is many times longer than a probe, so an LR
         # within ROLLBACK_MARGIN of one that diverged in a probe is likely to diverge there.
-        failed = [p.lr for p in stage.probes if not p.ok]
+        failed = [p.lr for p in stage.probes if _blew_up(p)]
         if failed:
             limit = min(failed) / ROLLBACK_MARGIN
             safe = [i for i in healthy if stage.probes[i].lr <= limit]
@@ -814,8 +823,9 @@ class Controller:
             # Counter the greedy short-horizon bias towards small LRs: among probes whose
             # forecast is within ``tol`` of the stage's forecast progress above the chosen one,
             # train with the largest LR. Loss differences only: offset- and scale-free.
-            # The jump is capped at PREFER_MAX_RATIO × the picked LR: with sparse probes (three,
-            # decades apart) a wide band would otherwise hand the stage a far larger, untested LR.
+            # The jump is capped at PREFER_MAX_RATIO (one decade) above the picked LR: with sparse
+            # probes (three, decades apart) a wide band would otherwise hand the stage a far
+            # larger, barely tested LR.
             band = y[pick] + tol * _progress_scale(stage.baseline, y)
             reach = x[pick] + math.log(PREFER_MAX_RATIO) / self.space.log_width
             near = [j for j in range(len(y)) if y[j] <= band and x[j] <= reach + 1e-12]

@@ -127,6 +127,8 @@ def summarize(task: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
                 "seeds": [r["seed"] for r in recs],
                 "steps_to_target": [steps_to(r, target) for r in recs],
                 "probe_share": statistics.fmean(r["probe_share"] for r in recs),
+                "probe_share_max": max(r["probe_share"] for r in recs),
+                "finals": [r["final_val"] for r in recs],
                 "overrides": recs[0].get("overrides", {}),
                 "wall_s": statistics.fmean(r["wall_s"] for r in recs),
             }
@@ -173,6 +175,48 @@ def _stt_cell(stt: list[int | None], budget: int) -> str:
     return f"{med:.0f} = {med / budget:.0%} ({len(reached)}/{len(stt)})"
 
 
+def _row(summary: dict[str, Any], method: str) -> dict[str, Any] | None:
+    return next((r for r in summary["rows"] if r["method"] == method), None)
+
+
+def acceptance(summaries: list[dict[str, Any]]) -> list[str]:
+    """The "beyond AutoLRS" acceptance, task by task: autolr's defaults against the paper's
+    method (AutoLRS preset, ``autolrs``) and the best-of-grid cosine."""
+    lines = [
+        "## Acceptance: defaults vs the paper's method and the best-of-grid cosine",
+        "",
+        "*vs cosine*: autolr's mean final val loss over the best cosine's seed-0 loss (the "
+        "grid's pick; one autolr run against seven), and over the best cosine's mean on the "
+        "same seeds. *Seeds within 1%*: autolr seeds at or below 1.01 × the seed-0 cosine.",
+        "",
+        "| task | autolr (defaults) | probe share (max) | AutoLRS preset | best cosine seed 0 "
+        "(mean over seeds) | vs cosine seed 0 | vs cosine mean | seeds within 1% |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        ours, paper, cos = _row(s, "autolr"), _row(s, "autolrs"), _row(s, "cosine")
+        if ours is None or cos is None or s["target"] is None:
+            continue
+        mean, target = ours["final"]["mean"], s["target"]
+        cos_mean = cos["final"]["mean"]
+        finals = [v for v in ours["finals"] if v is not None]
+        within = sum(v <= 1.01 * target for v in finals)
+        rel = f"{mean / target - 1:+.1%}" if mean is not None else "—"
+        rel_mean = f"{mean / cos_mean - 1:+.1%}" if mean is not None and cos_mean else "—"
+        lines.append(
+            f"| {s['task']} | {_final_cell(ours['final'])} | {ours['probe_share']:.0%} "
+            f"({ours['probe_share_max']:.0%}) | "
+            + (
+                _final_cell(paper["final"]) + f" ({paper['probe_share']:.0%} probing)"
+                if paper
+                else "—"
+            )
+            + f" | {_f(target)} ({_f(cos_mean)}) | {rel} | {rel_mean} | "
+            f"{within}/{len(ours['finals'])} |"
+        )
+    return [*lines, ""]
+
+
 def markdown(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = [
         "# Schedule-quality benchmark",
@@ -187,6 +231,7 @@ def markdown(summaries: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "spent in probe segments / budget.",
         "",
     ]
+    lines += acceptance(summaries)
     for s in summaries:
         t = s["task"]
         info = meta["tasks"][t]
