@@ -4,7 +4,7 @@
 # Finished runs are cached in benchmarks/results/quality_cache.json, so a rerun only does what is new.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-exec .venv/bin/python benchmarks/quality/run.py \
+exec .venv/bin/python benchmarks/quality/run.py --seeds 5 --jobs 2 \
   --methods constant,cosine,linear,step,schedulefree,autolr \
   --autolr-variant "autolrs:warm_start=False,adaptive_probes=False,reuse_best_probe=False,anneal_fraction=0,prefer_larger_lr=0,probe_budget=null,probe_fraction=0.1" \
   --autolr-variant "no-probe-budget:probe_budget=null" \

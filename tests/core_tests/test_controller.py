@@ -447,3 +447,23 @@ def test_a_train_segment_whose_loss_climbs_back_up_is_rolled_back() -> None:
     assert ctl2.stages[-1].baseline == start
     nxt = ctl2.report(Report(segment=inst2.segment, train_losses=[start] * 5 + [low] * (n - 5)))
     assert nxt.kind == "probe" and ctl2.stages[-2].diverged_lrs == []
+
+
+@pytest.mark.parametrize(
+    ("ok", "reason", "blew_up"),
+    [
+        (True, "", False),
+        (False, "rising loss", False),  # a flat, noisy series: no sign of instability
+        (False, "too few points (5 < 8)", False),
+        (False, "non-finite loss", True),
+        (False, "non-finite training loss", True),
+        (False, "exploding loss (12.5 > 3.1)", True),
+    ],
+)
+def test_only_probes_that_blew_up_set_the_stability_margin(
+    ok: bool, reason: str, blew_up: bool
+) -> None:
+    from autolr.controller import ProbeRecord, _blew_up
+
+    probe = ProbeRecord(probe=0, lr=0.1, x_unit=0.5, steps=20, source="train", ok=ok, reason=reason)
+    assert _blew_up(probe) is blew_up
