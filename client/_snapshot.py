@@ -152,6 +152,8 @@ class StateSnapshot:
         payload = self._load_payload()
         if payload is None:
             return None
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()  # pinned buffers may still be filling (see `_keep`)
         copied: dict[str, Any] = _map_tensors(payload, lambda t: t.detach().to("cpu", copy=True))
         return copied
 
@@ -205,13 +207,23 @@ class StateSnapshot:
         if self._device == "disk":
             return value  # torch.save serializes it; nothing to keep in memory
         target = value.device if self._device == "same" else torch.device("cpu")
+        # GPU → host: into pinned memory without blocking the host. The copy is ordered on the
+        # stream before the training kernels that follow, and a restore's host → GPU copy is
+        # ordered after it, so neither needs a sync; only reading the buffers on the host does
+        # (`state_dict`). Measured on an H100 (benchmarks/cuda_paths.py): 1.13 GiB saved in 22 ms
+        # instead of 104 ms (pageable), the host back after 0.7 ms; restore 22 ms instead of 182.
+        pin = target.type == "cpu" and value.is_cuda
         if (
             isinstance(old, torch.Tensor)
             and old.shape == value.shape
             and old.dtype == value.dtype
             and old.device == target
+            and (not pin or old.is_pinned())
         ):
-            return old.copy_(value)
+            return old.copy_(value, non_blocking=pin)
+        if pin:
+            buffer = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+            return buffer.copy_(value, non_blocking=True)
         return value.to(target, copy=True)
 
     def _copy_payload(self, state: dict[str, Any], into: dict[str, Any] | None) -> dict[str, Any]:
@@ -269,7 +281,7 @@ class StateSnapshot:
                         f"{name[2:]} has shape {tuple(live.shape)}, the stage snapshot "
                         f"{tuple(saved.shape)}; do not edit the model mid-run"
                     )
-                live.copy_(saved)
+                live.copy_(saved, non_blocking=saved.is_pinned())
             for p, saved_entry in zip(params, payload["state"], strict=True):
                 self._restore_param_state(p, saved_entry)
             for group, saved_group in zip(
@@ -297,7 +309,7 @@ class StateSnapshot:
             if not isinstance(v, torch.Tensor):
                 live[k] = copy.deepcopy(v)
             elif isinstance(cur, torch.Tensor) and cur.shape == v.shape and cur.dtype == v.dtype:
-                cur.copy_(v)
+                cur.copy_(v, non_blocking=v.is_pinned())
             else:
                 # first restore after a state reset: new tensor where such state lives
                 # (step counters stay on the CPU, moments sit with the parameter)

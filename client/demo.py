@@ -107,9 +107,8 @@ def _stage_line(tuner: AutoLR, seg: Segment, val_loss: float) -> str:
             for p in record.probes
         )
     rolled_back = ""
-    if isinstance(transport, LocalTransport):
-        if seg.lr in record.diverged_lrs:
-            rolled_back = "  diverged: rolled back to the stage snapshot"
+    if isinstance(transport, LocalTransport) and seg.lr in record.diverged_lrs:
+        rolled_back = "  diverged: rolled back to the stage snapshot"
     return (
         f"stage {seg.stage:2d}  tau={seg.steps:5d}  probes [{probes}]  "
         f"chosen lr={seg.lr:.3e}  val loss={val_loss:.4f}{rolled_back}"
