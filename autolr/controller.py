@@ -407,6 +407,14 @@ class Controller:
         room = self._stage_room()
         return room is None or room >= stage.probe_steps + stage.tau
 
+    def _fit_train_steps(self, stage: StageRecord, steps: int) -> int:
+        """``steps`` cut to the budget; the last stage absorbs what no further stage could use."""
+        room = self._stage_room()
+        if room is None:
+            return steps
+        steps = min(steps, room)
+        return room if room - steps < self.plan.stage_steps(stage.stage + 1) else steps
+
     def _probe_steps_used(self) -> int:
         state = self._require_started()
         return sum(s.steps_run for s in state.segments if s.instruction.kind == "probe")
@@ -494,12 +502,7 @@ class Controller:
             "stage %d diverged at lr=%.4g; rolling back to lr=%.4g", stage.stage, failed, lr
         )
         stage.chosen_lr, stage.chosen_probe, stage.reused_probe = lr, None, None
-        steps = current.steps
-        room = self._stage_room()
-        if room is not None:
-            steps = min(steps, room)
-            if room - steps < self.plan.stage_steps(stage.stage + 1):
-                steps = room
+        steps = self._fit_train_steps(stage, current.steps)
         if steps <= 0:
             return self._anneal(segment, lr).model_copy(update={"restore": True})
         stage.train_steps = steps
@@ -719,12 +722,7 @@ class Controller:
         from_best = reuse and not continue_last and idx == stage.best_saved
         reused = stage.probes[idx].steps if idx is not None and (continue_last or from_best) else 0
         stage.reused_probe = idx if reused else None
-        steps = max(1, stage.tau - reused)
-        room = self._stage_room()
-        if room is not None:
-            steps = min(steps, room)
-            if room - steps < self.plan.stage_steps(stage.stage + 1):
-                steps = room  # the last stage absorbs what no further stage could use
+        steps = self._fit_train_steps(stage, max(1, stage.tau - reused))
         stage.train_steps = steps
         if steps <= 0:
             return self._anneal(segment, lr)
