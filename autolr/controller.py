@@ -45,6 +45,9 @@ ANNEAL_END_RATIO = 1e-3
 PREFER_MAX_RATIO = 10.0
 #: A train segment that diverges is rolled back to the stage's snapshot at most this often.
 MAX_ROLLBACKS = 2
+#: A train segment is rolled back when its tail mean ends this many standard errors above
+#: where it should be (at least one per-step noise level; or half the promised progress).
+NOISE_Z = 4.0
 #: A rollback retrains with the largest healthy probe LR at least this factor below the failed LR
 #: (or the failed LR divided by ROLLBACK_FALLBACK when no probe is that small); a stage never
 #: trains within this factor of an LR whose probe diverged.
@@ -81,6 +84,7 @@ class StageRecord(BaseModel):
     source: Literal["train", "val"]
     baseline: float | None = None
     baseline_spread: float = 0.0
+    baseline_noise: float = 0.0  # per-step loss noise of the segment before the stage
     probes: list[ProbeRecord] = Field(default_factory=list)
     chosen_lr: float | None = None
     chosen_probe: int | None = None
@@ -104,6 +108,7 @@ class SegmentRecord(BaseModel):
     extra_steps: int = 0
     loss_mean: float | None = None
     loss_last: float | None = None
+    loss_noise: float | None = None  # per-step noise (robust SD, trend removed)
     losses: list[float | None] = Field(default_factory=list)
     val_losses: list[tuple[int, float | None]] = Field(default_factory=list)
 
@@ -144,6 +149,20 @@ def _tail_mean(values: Sequence[float], fraction: float = 0.1) -> float | None:
         return None
     k = max(1, int(len(finite) * fraction))
     return _finite(sum(finite[-k:]) / k)
+
+
+def _step_noise(values: Sequence[float]) -> float:
+    """Per-step loss noise: a robust SD from second differences (0 for < 4 finite values).
+
+    ``median(|Δ²|) / (0.6745·√6)`` is the SD of i.i.d. noise around a smooth trend: a linear
+    trend (a steady descent or climb) cancels exactly and a few spikes barely move the median,
+    unlike the range of the values.
+    """
+    x = [v for v in values if math.isfinite(v)]
+    second = sorted(abs(x[i + 1] - 2 * x[i] + x[i - 1]) for i in range(1, len(x) - 1))
+    if len(second) < 2:
+        return 0.0
+    return second[len(second) // 2] / (0.6745 * math.sqrt(6.0))
 
 
 def _best_window_mean(values: Sequence[float], fraction: float = 0.1) -> float:
@@ -372,6 +391,7 @@ class Controller:
                 extra_steps=report.extra_steps,
                 loss_mean=_finite(sum(finite) / len(finite)) if finite else None,
                 loss_last=_tail_mean(losses),
+                loss_noise=_step_noise(losses),
                 losses=_bucket_means(losses, LOG_POINTS_PER_SEGMENT),
                 val_losses=[(s, _finite(v)) for s, v in val],
             )
@@ -462,8 +482,12 @@ class Controller:
             return False
         # Far above where it should be: the stage's start, the chosen probe's own end loss (the
         # same LR from the same state, in fewer steps) or the segment's own best 10% window,
-        # whichever is lowest. "Far" is the loss noise of the segment before (stage 1 on) or
-        # half the progress the chosen probe promised. This catches an LR that looked best for
+        # whichever is lowest. "Far" is half the progress the chosen probe promised or a
+        # significant rise: NOISE_Z standard errors of the difference of two window means, and
+        # at least one per-step noise level (loss noise is not i.i.d.: slow wobbles are
+        # healthy). The noise (of the segment before or this one, the larger) is measured with
+        # the trend removed, so a steep but healthy descent before does not widen the margin
+        # (its range did: a model that went back to chance level passed). This catches an LR that looked best for
         # τ' steps and then wrecked the model without a single non-finite loss (dead units with
         # SGD: the loss climbing back to chance level).
         reference, promised = min(stage.baseline, _best_window_mean(losses)), 0.0
@@ -472,7 +496,9 @@ class Controller:
             promised = max(0.0, stage.baseline - chosen.forecast)
             if chosen.last_loss is not None:
                 reference = min(reference, chosen.last_loss)
-        margin = max(EXPLODE_FACTOR * stage.baseline_spread, 0.5 * promised)
+        noise = max(stage.baseline_noise, _step_noise(losses))
+        window = max(1, int(0.1 * len(losses)))  # steps in the tail and best-window means
+        margin = max(noise * max(1.0, NOISE_Z * math.sqrt(2.0 / window)), 0.5 * promised)
         return margin > 0 and last > reference + margin
 
     def _rollback(self, segment: int, current: Instruction) -> Instruction | None:
@@ -589,6 +615,7 @@ class Controller:
                 source=self._stage_source(index),
                 baseline=previous.loss_last if previous is not None else None,
                 baseline_spread=_spread(previous.losses) if previous is not None else 0.0,
+                baseline_noise=(previous.loss_noise or 0.0) if previous is not None else 0.0,
             )
         )
         stage = state.stages[-1]
@@ -817,13 +844,15 @@ class Controller:
             stage.search_fallbacks.append(f"choose: {type(exc).__name__}: {exc}"[:300])
             pick = min(range(len(y)), key=lambda j: (y[j], j))
         tol = self.config.prefer_larger_lr
-        if tol > 0:
+        if tol > 0 and stage.stage > 0:
             # Counter the greedy short-horizon bias towards small LRs: among probes whose
             # forecast is within ``tol`` of the stage's forecast progress above the chosen one,
             # train with the largest LR. Loss differences only: offset- and scale-free.
             # The jump is capped at PREFER_MAX_RATIO (one decade) above the picked LR: with sparse
             # probes (three, decades apart) a wide band would otherwise hand the stage a far
-            # larger, barely tested LR.
+            # larger, barely tested LR. Not in stage 0: its forecast progress is mostly the
+            # drop from initialization, so the band would admit probes far worse than the best
+            # (seen: an LM trained stage 0 at 4x the best LR, forecast 0.5 nats worse).
             band = y[pick] + tol * _progress_scale(stage.baseline, y)
             reach = x[pick] + math.log(PREFER_MAX_RATIO) / self.space.log_width
             near = [j for j in range(len(y)) if y[j] <= band and x[j] <= reach + 1e-12]

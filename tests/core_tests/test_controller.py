@@ -467,3 +467,64 @@ def test_only_probes_that_blew_up_set_the_stability_margin(
 
     probe = ProbeRecord(probe=0, lr=0.1, x_unit=0.5, steps=20, source="train", ok=ok, reason=reason)
     assert _blew_up(probe) is blew_up
+
+
+def _to_stage_1_train(seed: int) -> tuple[Controller, Instruction]:
+    """A controller whose stage 0 trained down a steep, low-noise descent; at stage 1's train."""
+    ctl = fast(small_config())
+    inst = ctl.start()
+    rng = iter(itertools.cycle([0.01, -0.01, 0.005, -0.005]))
+    while not (inst.kind == "train" and inst.stage == 1):
+        n = max(inst.steps, 1)
+        # steep descent (range 1.0 per segment) with tiny step-to-step noise
+        losses = [3.0 - i / n + next(rng) for i in range(n)]
+        inst = ctl.report(Report(segment=inst.segment, train_losses=losses[: inst.steps]))
+    return ctl, inst
+
+
+def test_the_rollback_margin_is_step_noise_not_the_range_of_a_steep_descent() -> None:
+    """A model that goes back to where the stage started is rolled back, however steep the
+    descent before it was (its range used to set the margin: a dead model passed)."""
+    ctl, inst = _to_stage_1_train(seed=0)
+    stage = ctl.stages[-1]
+    assert stage.baseline_spread > 0.9 and stage.baseline_noise < 0.05
+    n = inst.steps
+    start = stage.baseline
+    assert start is not None
+    # falls by 0.3, then climbs back 0.2 above where the stage started: within twice the range
+    # of the segment before (the old margin), many step-noise levels above the stage's best
+    low, high = start - 0.3, start + 0.2
+    losses = [low] * (n // 2) + [high] * (n - n // 2)
+    chosen = stage.probes[stage.chosen_probe or 0]
+    promised = start - (chosen.forecast or start)
+    assert high - min(low, chosen.last_loss or low) > 0.5 * promised, "the test proves nothing"
+    retry = ctl.report(Report(segment=inst.segment, train_losses=losses))
+    assert retry.kind == "train" and retry.restore and ctl.stages[-1].diverged_lrs == [inst.lr]
+
+
+def test_a_noisy_flat_train_segment_is_not_rolled_back() -> None:
+    """Noise of the size the segment before showed, around a flat loss, is not divergence."""
+    ctl, inst = _to_stage_1_train(seed=0)
+    stage = ctl.stages[-1]
+    start, noise = stage.baseline, stage.baseline_noise
+    assert start is not None and noise > 0
+    chosen = stage.probes[stage.chosen_probe or 0]
+    level = min(start, chosen.last_loss or start)
+    wobble = [2.0, -2.0, 1.0, -1.0, 0.5, -0.5]  # in noise SDs: up to 2 SDs either side
+    losses = [level + noise * wobble[i % len(wobble)] for i in range(inst.steps)]
+    nxt = ctl.report(Report(segment=inst.segment, train_losses=losses))
+    assert not (nxt.kind == "train" and nxt.restore and nxt.stage == 1)
+    assert ctl.stages[1].diverged_lrs == []
+
+
+def test_step_noise_ignores_the_trend_and_a_spike() -> None:
+    import random
+
+    from autolr.controller import _step_noise
+
+    assert _step_noise([10.0 - 0.1 * i for i in range(100)]) == pytest.approx(0.0, abs=1e-12)
+    rng = random.Random(0)
+    noisy = [10.0 - 0.01 * i + rng.gauss(0.0, 0.2) for i in range(2000)]
+    noisy[500] = 1e6  # a spike
+    assert _step_noise(noisy) == pytest.approx(0.2, rel=0.1)
+    assert _step_noise([1.0, 2.0, math.nan]) == 0.0
