@@ -160,9 +160,11 @@ class ExponentialForecaster:
     5. Guard and clamp: when ``r < min_efolds`` the series shows too little curvature for an
        exponential to be identified, and the forecast is the last smoothed value (no
        extrapolation). Otherwise the forecast is the fit at the horizon. Either way it is
-       clamped to ``[min(L) - (max(L) - min(L)), max(L)]`` and, when every loss is ``>= 0``, to
-       ``>= 0``: the asymptote may lie below the observed minimum, but not by more than the
-       whole range seen so far, and a loss series never forecasts above its own maximum.
+       clamped to ``[min(L) - 2R, max(L)]`` where ``R`` is the range of the smoothed series over
+       the window's second half, and, when every loss is ``>= 0``, to ``>= 0``: the asymptote
+       may lie below the observed minimum, but not by more than the loss fell recently (a
+       spike, or the drop from initialization, early in the window must not license a forecast
+       of zero), and a loss series never forecasts above its own maximum.
 
     A constant series is a legitimate forecast (the loss stays): ``ok=True`` with the constant
     as the value and ``a = b = 0``.
@@ -337,7 +339,13 @@ class ExponentialForecaster:
         else:
             value_z = a_z * math.exp(-rate * horizon_u) + c_z
         value = to_loss(value_z)
-        lower = y_min - (y_max - y_min)
+        # Extrapolation is bounded by the recent trend: below the lowest loss seen by at most
+        # twice what the smoothed loss fell over the window's second half (a spike or the drop
+        # from initialization early in the window says nothing about the next τ steps). An
+        # exponential with at least min_efolds = 1 e-fold per window never needs more (its
+        # remaining fall is at most 1.9x its fall over the last 3/7 of an 8-point window).
+        recent = smoothed[z.size // 2 :]
+        lower = y_min - 2.0 * float(recent.max() - recent.min()) * spread * y_mag
         if y_min >= 0:
             lower = max(lower, 0.0)
         value = min(max(value, lower), y_max)

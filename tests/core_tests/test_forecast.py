@@ -530,3 +530,14 @@ def test_docstring_examples_run() -> None:
     failures, tried = doctest.testmod(autolr.forecast, raise_on_error=False)
     assert tried > 0
     assert failures == 0
+
+
+def test_a_spike_early_in_the_window_does_not_license_a_forecast_of_zero() -> None:
+    """A probe whose loss spiked (an unstable LR) and then fell back used to forecast the
+    whole range below its minimum (0 here): the best "forecast" of the stage."""
+    steps = [float(i) for i in range(1, 21)]
+    losses = [3.2, 15.0, 12.0, 9.0, 7.0, 5.5, 4.5, 3.8, 3.3, 3.0]
+    losses += [2.8 - 0.02 * i for i in range(10)]  # a slow fall at the end
+    result = ExponentialForecaster().forecast(steps, losses, horizon=400.0)
+    assert result.ok
+    assert result.value > 2.0  # was 0.86: the spike's range below the minimum of 2.62
