@@ -45,6 +45,8 @@ ANNEAL_END_RATIO = 1e-3
 PREFER_MAX_RATIO = 10.0
 #: A train segment that diverges is rolled back to the stage's snapshot at most this often.
 MAX_ROLLBACKS = 2
+#: A probe whose loss jumps this many per-step noise levels above its start blew up.
+SPIKE_FACTOR = 20.0
 #: A train segment is rolled back when its tail mean ends this many standard errors above
 #: where it should be (at least one per-step noise level; or half the promised progress).
 NOISE_Z = 4.0
@@ -165,11 +167,20 @@ def _step_noise(values: Sequence[float]) -> float:
     return second[len(second) // 2] / (0.6745 * math.sqrt(6.0))
 
 
-def _best_window_mean(values: Sequence[float], fraction: float = 0.1) -> float:
-    """Lowest mean over consecutive windows of ``fraction`` of the values (finite values)."""
-    k = max(1, int(len(values) * fraction))
-    means = [sum(values[i : i + k]) / k for i in range(0, len(values) - k + 1, k)]
-    return min(means) if means else math.inf
+def _spiked(losses: Sequence[float], noise_before: float = 0.0) -> bool:
+    """Did the loss jump far above its start (an unstable LR), even if it came back down?
+
+    "Far" is SPIKE_FACTOR per-step noise levels and more than the whole progress the series
+    made. Such a probe's forecast means nothing (its spikes dominate the smoothing) and, left
+    ok, its huge finite forecast flattened every other probe under the searcher's scaling;
+    the stage then trained at the smallest LR probed.
+    """
+    finite = [v for v in losses if math.isfinite(v)]
+    if len(finite) < 4:
+        return False
+    noise = max(noise_before, _step_noise(finite))
+    rise = max(finite) - finite[0]
+    return noise > 0 and rise > SPIKE_FACTOR * noise and rise > finite[0] - min(finite)
 
 
 def _normalized(values: list[float]) -> tuple[list[float], float]:
@@ -480,24 +491,25 @@ class Controller:
         last = _tail_mean(losses)
         if stage.baseline is None or last is None:
             return False
-        # Far above where it should be: the stage's start, the chosen probe's own end loss (the
-        # same LR from the same state, in fewer steps) or the segment's own best 10% window,
-        # whichever is lowest. "Far" is half the progress the chosen probe promised or a
-        # significant rise: NOISE_Z standard errors of the difference of two window means, and
-        # at least one per-step noise level (loss noise is not i.i.d.: slow wobbles are
-        # healthy). The noise (of the segment before or this one, the larger) is measured with
-        # the trend removed, so a steep but healthy descent before does not widen the margin
-        # (its range did: a model that went back to chance level passed). This catches an LR that looked best for
-        # τ' steps and then wrecked the model without a single non-finite loss (dead units with
-        # SGD: the loss climbing back to chance level).
-        reference, promised = min(stage.baseline, _best_window_mean(losses)), 0.0
+        # Far above where it should be: the stage's start or the chosen probe's own end loss
+        # (the same LR from the same state, in fewer steps), whichever is lower. "Far" is half
+        # the progress the chosen probe promised or a significant rise: NOISE_Z standard errors
+        # of a difference of tail means, and at least one per-step noise level (loss noise is
+        # not i.i.d.: slow wobbles are healthy). The noise (of the segment before or this one,
+        # the larger) is measured with the trend removed, so a steep but healthy descent before
+        # does not widen the margin (its range did: a model back at chance level passed). Not
+        # the segment's own best window: its minimum over noisy windows sits below the level by
+        # chance, and a healthy descending segment was rolled back. This catches an LR that
+        # looked best for τ' steps and then wrecked the model without a single non-finite loss
+        # (dead units with SGD: the loss climbing back to chance level).
+        reference, promised = stage.baseline, 0.0
         chosen = stage.probes[stage.chosen_probe] if stage.chosen_probe is not None else None
         if chosen is not None and chosen.forecast is not None:
             promised = max(0.0, stage.baseline - chosen.forecast)
             if chosen.last_loss is not None:
                 reference = min(reference, chosen.last_loss)
         noise = max(stage.baseline_noise, _step_noise(losses))
-        window = max(1, int(0.1 * len(losses)))  # steps in the tail and best-window means
+        window = max(1, int(0.1 * len(losses)))  # steps in the tail mean
         margin = max(noise * max(1.0, NOISE_Z * math.sqrt(2.0 / window)), 0.5 * promised)
         return margin > 0 and last > reference + margin
 
@@ -506,9 +518,11 @@ class Controller:
 
         Short probes can favour an LR that only diverges over the longer train segment (seen
         with SGD early in training). The stage's snapshot is still held, so the damage is
-        undone: the stage trains again at the largest healthy probe LR at least
-        ``ROLLBACK_MARGIN`` times below the failed LR, or the failed LR over
-        ``ROLLBACK_FALLBACK``. The diverged steps stay spent (the budget counts them).
+        undone: the stage trains again at the largest healthy probe LR between
+        ``ROLLBACK_MARGIN`` and ``ROLLBACK_FALLBACK`` times below the failed LR, or the failed
+        LR over ``ROLLBACK_FALLBACK`` (never further down: the smallest probe of a cold search
+        can be 1000x below, and training there stalls the whole run). The diverged steps stay
+        spent (the budget counts them).
         """
         stage = self._require_started().stages[-1]
         if len(stage.diverged_lrs) >= MAX_ROLLBACKS:
@@ -518,7 +532,9 @@ class Controller:
         safe = [
             p
             for p in stage.probes
-            if p.ok and p.forecast is not None and p.lr * ROLLBACK_MARGIN <= failed
+            if p.ok
+            and p.forecast is not None
+            and failed / ROLLBACK_FALLBACK <= p.lr <= failed / ROLLBACK_MARGIN
         ]
         if safe:  # the smallest step down that a probe showed to be healthy
             lr = max(p.lr for p in safe)
@@ -790,6 +806,8 @@ class Controller:
             limit = stage.baseline + EXPLODE_FACTOR * stage.baseline_spread
             if last > limit:
                 ok, reason = False, f"exploding loss ({last:.4g} > {limit:.4g})"
+        if ok and _spiked(losses, stage.baseline_noise):
+            ok, reason = False, f"exploding loss (spike to {max(losses):.4g})"
         if ok and not math.isfinite(fc.value):
             ok, reason = False, "non-finite forecast"
         stage.probes.append(

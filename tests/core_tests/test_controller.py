@@ -12,6 +12,7 @@ from autolr import Conflict, Controller, JobFinished, ReportError, TunerConfig
 from autolr.protocol import Instruction, Report
 from autolr.search import RandomSearcher
 from autolr.simulate import NoisyQuadratic, run_job
+from autolr.space import LogSpace
 
 SMALL = {"min_lr": 1e-3, "max_lr": 3.0, "total_steps": 3000, "seed": 7}
 
@@ -364,11 +365,13 @@ def test_a_diverged_train_segment_is_retrained_from_the_snapshot_at_a_safer_lr()
     retry = ctl.report(Report(segment=inst.segment, train_losses=[1.0, 1.0, 1.0, 1.0, math.nan]))
     assert retry.kind == "train" and retry.restore and retry.stage == stage.stage
     healthy_below = [
-        p for p in stage.probes if p.ok and p.forecast is not None and 3 * p.lr <= failed
+        p
+        for p in stage.probes
+        if p.ok and p.forecast is not None and failed / 10 <= p.lr <= failed / 3
     ]
     if healthy_below:  # the smallest step down a probe showed to be healthy
         assert retry.lr == max(p.lr for p in healthy_below)
-    else:
+    else:  # never more than a decade down
         assert retry.lr == pytest.approx(max(ctl.config.min_lr, failed / 10))
     assert retry.steps == planned and ctl.steps_used == used + 5
     assert ctl.stages[-1].diverged_lrs == [failed] and ctl.stages[-1].chosen_lr == retry.lr
@@ -528,3 +531,30 @@ def test_step_noise_ignores_the_trend_and_a_spike() -> None:
     noisy[500] = 1e6  # a spike
     assert _step_noise(noisy) == pytest.approx(0.2, rel=0.1)
     assert _step_noise([1.0, 2.0, math.nan]) == 0.0
+
+
+def test_a_rollback_steps_down_at_most_a_decade() -> None:
+    """The only healthy probe below the failed LR is 1000x smaller: the retry takes a tenth of
+    the failed LR, not that probe (training there stalled a whole run)."""
+
+    class Scripted:
+        """Probes the given LRs in order and trains with the middle one."""
+
+        def __init__(self, space: LogSpace, lrs: list[float]) -> None:
+            self.units = [space.to_unit(lr) for lr in lrs]
+
+        def propose(self, x_seen: list[float], y: list[float], **_: object) -> float:
+            return self.units[len(x_seen)]
+
+        def choose(self, x_unit: list[float], y: list[float]) -> int:
+            return sorted(range(len(x_unit)), key=lambda i: x_unit[i])[1]
+
+    cfg = small_config(min_lr=1e-6, max_lr=10.0, probes_per_stage=3)
+    ctl = Controller(cfg, searcher=Scripted(LogSpace(1e-6, 10.0), [1e-5, 1e-2, 3.0]))
+    inst = ctl.start()
+    while inst.kind == "probe":
+        losses = [1.0 - 0.01 * i for i in range(inst.steps)]
+        inst = ctl.report(Report(segment=inst.segment, train_losses=losses))
+    assert inst.kind == "train" and inst.lr == pytest.approx(1e-2)
+    retry = ctl.report(Report(segment=inst.segment, train_losses=[1.0, math.nan]))
+    assert retry.restore and retry.lr == pytest.approx(1e-3)
