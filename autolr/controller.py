@@ -91,6 +91,11 @@ class StageRecord(BaseModel):
     chosen_lr: float | None = None
     chosen_probe: int | None = None
     train_steps: int | None = None
+    # A train segment longer than τ runs in chunks of at most τ steps; each later chunk
+    # snapshots at its start, so a late divergence rolls back one chunk, not the whole stage.
+    train_left: int = 0  # train steps of this stage not yet issued
+    chunk_baseline: float | None = None  # loss where the running chunk started (chunks 2+)
+    chunk_noise: float = 0.0  # per-step noise of the chunk before the running one
     best_saved: int | None = None
     bounds: tuple[float, float] = (0.0, 1.0)
     stopped_early: bool = False
@@ -430,8 +435,45 @@ class Controller:
             retry = self._rollback(nxt, current)
             if retry is not None:
                 return retry
+        if current.kind == "train":
+            chunk = self._next_chunk(nxt, current)
+            if chunk is not None:
+                return chunk
         # warmup or train finished: start the next stage (or finish)
         return self._begin_stage(nxt, len(state.stages), last_lr=current.lr_end)
+
+    def _next_chunk(self, segment: int, current: Instruction) -> Instruction | None:
+        """The stage's next train chunk (None when its train steps are done).
+
+        It snapshots at its start (the stage snapshot moves forward: what came before was
+        healthy) and is checked against where it starts, with the noise of the chunk before.
+        """
+        state = self._require_started()
+        if not state.stages or current.stage != state.stages[-1].stage:
+            return None
+        stage = state.stages[-1]
+        if stage.train_left <= 0:
+            return None
+        total = self._fit_train_steps(stage, stage.train_left)
+        if total <= 0:
+            stage.train_left = 0
+            return None
+        steps = min(total, stage.tau)
+        previous = state.segments[-1]
+        stage.train_left = total - steps
+        stage.chunk_baseline = previous.loss_last
+        stage.chunk_noise = previous.loss_noise or 0.0
+        lr = stage.chosen_lr if stage.chosen_lr is not None else current.lr_end
+        return Instruction(
+            segment=segment,
+            kind="train",
+            lr=lr,
+            lr_end=lr,
+            steps=steps,
+            snapshot=True,
+            eval_every=steps if self.config.loss_source != "train" else None,
+            stage=stage.stage,
+        )
 
     def _fits_probe(self, stage: StageRecord) -> bool:
         """A further probe must leave room for training; only extra_steps can make it not."""
@@ -502,13 +544,15 @@ class Controller:
         # chance, and a healthy descending segment was rolled back. This catches an LR that
         # looked best for τ' steps and then wrecked the model without a single non-finite loss
         # (dead units with SGD: the loss climbing back to chance level).
-        reference, promised = stage.baseline, 0.0
+        reference, promised, noise_before = stage.baseline, 0.0, stage.baseline_noise
         chosen = stage.probes[stage.chosen_probe] if stage.chosen_probe is not None else None
+        if stage.chunk_baseline is not None:  # a later chunk: measured from where it started
+            reference, noise_before, chosen = stage.chunk_baseline, stage.chunk_noise, None
         if chosen is not None and chosen.forecast is not None:
             promised = max(0.0, stage.baseline - chosen.forecast)
             if chosen.last_loss is not None:
                 reference = min(reference, chosen.last_loss)
-        noise = max(stage.baseline_noise, _step_noise(losses))
+        noise = max(noise_before, _step_noise(losses))
         window = max(1, int(0.1 * len(losses)))  # steps in the tail mean
         margin = max(noise * max(1.0, NOISE_Z * math.sqrt(2.0 / window)), 0.5 * promised)
         return margin > 0 and last > reference + margin
@@ -544,10 +588,11 @@ class Controller:
             "stage %d diverged at lr=%.4g; rolling back to lr=%.4g", stage.stage, failed, lr
         )
         stage.chosen_lr, stage.chosen_probe, stage.reused_probe = lr, None, None
-        steps = self._fit_train_steps(stage, current.steps)
-        if steps <= 0:
+        total = self._fit_train_steps(stage, current.steps + stage.train_left)
+        if total <= 0:
             return self._anneal(segment, lr).model_copy(update={"restore": True})
-        stage.train_steps = steps
+        steps = min(total, stage.tau)
+        stage.train_steps, stage.train_left = total, total - steps
         return Instruction(
             segment=segment,
             kind="train",
@@ -765,10 +810,12 @@ class Controller:
         from_best = reuse and not continue_last and idx == stage.best_saved
         reused = stage.probes[idx].steps if idx is not None and (continue_last or from_best) else 0
         stage.reused_probe = idx if reused else None
-        steps = self._fit_train_steps(stage, max(1, stage.tau - reused))
-        stage.train_steps = steps
-        if steps <= 0:
+        total = self._fit_train_steps(stage, max(1, stage.tau - reused))
+        stage.train_steps = total
+        if total <= 0:
             return self._anneal(segment, lr)
+        steps = min(total, stage.tau)
+        stage.train_left, stage.chunk_baseline = total - steps, None
         return Instruction(
             segment=segment,
             kind="train",

@@ -98,7 +98,7 @@ class History:
 
 def _stage_line(tuner: AutoLR, seg: Segment, val_loss: float) -> str:
     """One printed line for the stage whose train segment ``seg`` just ended."""
-    probes = ""
+    probes, tau = "", seg.steps
     transport = tuner.transport
     if isinstance(transport, LocalTransport):
         record = next(s for s in transport.controller.stages if s.stage == seg.stage)
@@ -106,11 +106,12 @@ def _stage_line(tuner: AutoLR, seg: Segment, val_loss: float) -> str:
             f"{p.lr:.2e}->{p.forecast:.3f}" if p.forecast is not None else f"{p.lr:.2e}->diverged"
             for p in record.probes
         )
+        tau = record.tau
     rolled_back = ""
     if isinstance(transport, LocalTransport) and seg.lr in record.diverged_lrs:
         rolled_back = "  diverged: rolled back to the stage snapshot"
     return (
-        f"stage {seg.stage:2d}  tau={seg.steps:5d}  probes [{probes}]  "
+        f"stage {seg.stage:2d}  tau={tau:5d}  probes [{probes}]  "
         f"chosen lr={seg.lr:.3e}  val loss={val_loss:.4f}{rolled_back}"
     )
 
@@ -159,7 +160,11 @@ def train(
         if len(schedule) > done:
             done = len(schedule)
             seg = schedule[-1]
-            if seg.kind == "train" and seg.steps > 0:
+            nxt = tuner.instruction
+            more = (  # the stage trains on in a further chunk: one line per stage
+                nxt is not None and nxt.kind == "train" and nxt.stage == seg.stage
+            ) and not nxt.restore
+            if seg.kind == "train" and seg.steps > 0 and not more:
                 val_loss, _ = evaluate(model, data)
                 hist.val.append((len(hist.lrs), val_loss))
                 if not quiet:

@@ -56,7 +56,11 @@ def test_stage_structure_snapshot_probes_restore_train() -> None:
         assert probes[0].snapshot and not probes[0].restore
         assert all(p.restore and not p.snapshot for p in probes[1:])
         train = [s for s in stage if s.kind == "train"]
-        assert len(train) == 1 and train[0].restore and not train[0].snapshot
+        assert train and train[0].restore and not train[0].snapshot
+        # a train segment longer than τ runs in chunks; each later one snapshots where it starts
+        assert all(t.snapshot and not t.restore for t in train[1:])
+        tau = ctl.stages[sched[i].stage].tau
+        assert all(t.steps <= tau for t in train)
         i += len(stage)
     assert [s.segment for s in sched] == list(range(len(sched)))
 
@@ -558,3 +562,30 @@ def test_a_rollback_steps_down_at_most_a_decade() -> None:
     assert inst.kind == "train" and inst.lr == pytest.approx(1e-2)
     retry = ctl.report(Report(segment=inst.segment, train_losses=[1.0, math.nan]))
     assert retry.restore and retry.lr == pytest.approx(1e-3)
+
+
+def test_a_late_divergence_rolls_back_one_chunk_not_the_stage() -> None:
+    """The last stage trains far longer than τ, in chunks that snapshot where they start: a
+    divergence in a later chunk retrains that chunk at a safer LR; the chunks before stay."""
+    ctl = fast(TunerConfig(**{**SMALL, "total_steps": 6000}))  # defaults: the anneal and all
+    model = NoisyQuadratic(seed=6)
+    inst = ctl.start()
+    chunks: list[Instruction] = []
+    while not inst.finished:
+        stage = ctl.stages[-1] if ctl.stages else None
+        if inst.kind == "train" and stage is not None and inst.snapshot and stage.probes:
+            chunks.append(inst)
+            if len(chunks) == 1:  # the first later chunk blows up half-way
+                failed, used = inst, ctl.steps_used
+                losses = model.follow(inst).train_losses[: inst.steps // 2] + [math.nan]
+                inst = ctl.report(Report(segment=inst.segment, train_losses=losses))
+                assert inst.kind == "train" and inst.restore and not inst.snapshot
+                assert inst.lr < failed.lr and inst.stage == failed.stage
+                assert inst.steps == failed.steps  # the chunk again, not the whole stage
+                assert ctl.steps_used == used + len(losses)
+                assert ctl.stages[-1].diverged_lrs == [failed.lr]
+                continue
+        inst = ctl.report(model.follow(inst))
+    assert chunks, "no stage ran in chunks; the test proves nothing"
+    assert all(c.steps <= ctl.stages[c.stage].tau for c in chunks)
+    assert ctl.steps_used == 6000
