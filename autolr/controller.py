@@ -43,6 +43,8 @@ EXPLODE_FACTOR = 2.0
 ANNEAL_END_RATIO = 1e-3
 #: prefer_larger_lr never trains at more than this multiple of the LR the search picked.
 PREFER_MAX_RATIO = 10.0
+#: ... and treats forecasts within this many standard errors of the pick's as equally good.
+PREFER_Z = 2.0
 #: A train segment that diverges is rolled back to the stage's snapshot at most this often.
 MAX_ROLLBACKS = 2
 #: A probe whose loss jumps this many per-step noise levels above its start blew up.
@@ -72,6 +74,7 @@ class ProbeRecord(BaseModel):
     forecast: float | None = None
     first_loss: float | None = None
     last_loss: float | None = None
+    noise: float | None = None  # per-step noise of the fitted series (robust SD, trend removed)
 
 
 class StageRecord(BaseModel):
@@ -217,6 +220,13 @@ def _progress_scale(baseline: float | None, forecasts: Sequence[float]) -> float
     best = min(forecasts)
     start = baseline if baseline is not None else max(forecasts)
     return max(abs(start - best), max(forecasts) - best)
+
+
+def _forecast_error(probe: ProbeRecord) -> float:
+    """A probe forecast's standard error from its loss noise: the SE of its last quarter."""
+    if not probe.noise or probe.steps <= 0:
+        return 0.0
+    return probe.noise / math.sqrt(max(1.0, probe.steps / 4))
 
 
 def _blew_up(probe: ProbeRecord) -> bool:
@@ -869,6 +879,7 @@ class Controller:
                 forecast=fc.value if ok else None,
                 first_loss=_finite(losses[0]) if losses else None,
                 last_loss=last,
+                noise=_step_noise(series),
             )
         )
 
@@ -915,11 +926,20 @@ class Controller:
             # train with the largest LR. Loss differences only: offset- and scale-free.
             # The jump is capped at PREFER_MAX_RATIO (one decade) above the picked LR: with sparse
             # probes (three, decades apart) a wide band would otherwise hand the stage a far
-            # larger, barely tested LR. Not in stage 0: its forecast progress is mostly the
+            # larger, barely tested LR. A probe also counts as near when the forecasts cannot
+            # tell it from the pick: within PREFER_Z standard errors of their difference (from
+            # each probe's loss noise), as with noisy losses, where short probes favour the LR
+            # that lowers the noise floor first. Not in stage 0: its forecast progress is mostly the
             # drop from initialization, so the band would admit probes far worse than the best
             # (seen: an LM trained stage 0 at 4x the best LR, forecast 0.5 nats worse).
             band = y[pick] + tol * _progress_scale(stage.baseline, y)
             reach = x[pick] + math.log(PREFER_MAX_RATIO) / self.space.log_width
-            near = [j for j in range(len(y)) if y[j] <= band and x[j] <= reach + 1e-12]
+            err = [_forecast_error(stage.probes[i]) for i in healthy]
+            near = [
+                j
+                for j in range(len(y))
+                if x[j] <= reach + 1e-12
+                and (y[j] <= band or y[j] - y[pick] <= PREFER_Z * math.hypot(err[pick], err[j]))
+            ]
             pick = max(near, key=lambda j: x[j])
         return healthy[pick]
