@@ -589,3 +589,63 @@ def test_a_late_divergence_rolls_back_one_chunk_not_the_stage() -> None:
     assert chunks, "no stage ran in chunks; the test proves nothing"
     assert all(c.steps <= ctl.stages[c.stage].tau for c in chunks)
     assert ctl.steps_used == 6000
+
+
+def _stage_with_probes(stage: int, baseline: float, probes: list[tuple[float, float, float]]):
+    """A controller holding one stage whose probes are (lr, forecast, per-step noise)."""
+    from autolr.controller import ProbeRecord, StageRecord
+
+    ctl = fast(TunerConfig(**SMALL))
+    record = StageRecord(
+        stage=stage, tau=200, probe_steps=20, start_step=0, source="train", baseline=baseline
+    )
+    for i, (lr, forecast, noise) in enumerate(probes):
+        record.probes.append(
+            ProbeRecord(
+                probe=i,
+                lr=lr,
+                x_unit=ctl.space.to_unit(lr),
+                steps=20,
+                source="train",
+                ok=True,
+                forecast=forecast,
+                noise=noise,
+            )
+        )
+    return ctl, record
+
+
+@pytest.mark.parametrize(("noise", "chosen"), [(0.2, 0.03), (0.01, 0.01)])
+def test_prefer_larger_lr_treats_forecasts_within_their_noise_as_equal(
+    noise: float, chosen: float
+) -> None:
+    """0.56 vs 0.50 is outside the progress band (0.3 x 0.1); it is 0.5 standard errors
+    apart with noisy losses (a tie: the larger LR trains) and 9 with quiet ones."""
+    # the third is past the one-decade reach; it sets the progress scale to 0.1
+    probes = [(0.01, 0.50, noise), (0.03, 0.56, noise), (0.2, 0.60, noise)]
+    ctl, stage = _stage_with_probes(1, 0.52, probes)
+    assert stage.probes[ctl._choose(stage)].lr == chosen  # type: ignore[index]
+
+
+def test_prefer_larger_lr_leaves_stage_0_alone() -> None:
+    """Stage 0's forecast progress is the drop from initialization: no band there."""
+    probes = [(0.01, 2.72, 0.01), (0.08, 3.26, 0.01)]
+    ctl, stage = _stage_with_probes(0, 4.97, probes)
+    assert stage.probes[ctl._choose(stage)].lr == 0.01  # type: ignore[index]
+    ctl, stage = _stage_with_probes(1, 4.97, probes)  # the same probes later: within the band
+    assert stage.probes[ctl._choose(stage)].lr == 0.08  # type: ignore[index]
+
+
+def test_a_probe_whose_loss_spikes_counts_as_blown_up() -> None:
+    from autolr.controller import _blew_up, _spiked
+
+    calm = [2.3 - 0.01 * i + (0.02 if i % 2 else -0.02) for i in range(40)]
+    assert not _spiked(calm)
+    spiky = list(calm)
+    spiky[5], spiky[11] = 207.9, 1864.8  # seen: SGD at LR 1.0 on the digits CNN
+    assert _spiked(spiky)
+    ctl = fast(small_config())
+    inst = ctl.start()
+    inst = ctl.report(Report(segment=inst.segment, train_losses=spiky[: inst.steps]))
+    probe = ctl.stages[0].probes[0]
+    assert not probe.ok and "exploding" in probe.reason and _blew_up(probe)
