@@ -178,17 +178,34 @@ def _step_noise(values: Sequence[float]) -> float:
 def _spiked(losses: Sequence[float], noise_before: float = 0.0) -> bool:
     """Did the loss jump far above its start (an unstable LR), even if it came back down?
 
-    "Far" is SPIKE_FACTOR per-step noise levels and more than the whole progress the series
-    made. Such a probe's forecast means nothing (its spikes dominate the smoothing) and, left
-    ok, its huge finite forecast flattened every other probe under the searcher's scaling;
-    the stage then trained at the smallest LR probed.
+    "Far" is SPIKE_FACTOR per-step noise levels for the highest loss, or half that for the
+    mean of the last 10%, and more than the whole progress the series made. Such a probe's
+    forecast means nothing (its spikes dominate the smoothing) and, left ok, its huge finite
+    forecast flattened every other probe under the searcher's scaling (the stage then trained
+    at the smallest LR probed); one the forecaster calls "rising" would otherwise not count as
+    unstable (a stage trained 1.7x below a probe whose loss went from 2.3 to 5.7).
     """
     finite = [v for v in losses if math.isfinite(v)]
     if len(finite) < 4:
         return False
-    noise = max(noise_before, _step_noise(finite))
-    rise = max(finite) - finite[0]
-    return noise > 0 and rise > SPIKE_FACTOR * noise and rise > finite[0] - min(finite)
+    # the noise healthy training showed before the stage, when known: an exploding series's
+    # own step-to-step noise grows with it
+    noise = noise_before if noise_before > 0 else _step_noise(finite)
+    progress = finite[0] - min(finite)
+    peak = max(finite) - finite[0]
+    tail = (_tail_mean(finite) or finite[0]) - finite[0]
+    return noise > 0 and (
+        (peak > SPIKE_FACTOR * noise and peak > progress)
+        or (tail > 0.5 * SPIKE_FACTOR * noise and tail > progress)
+    )
+
+
+def _best_window_mean(values: Sequence[float], fraction: float = 0.1) -> float:
+    """Lowest mean over consecutive windows of ``fraction`` of the values (finite values)."""
+    finite = [v for v in values if math.isfinite(v)]
+    k = max(1, int(len(finite) * fraction))
+    means = [sum(finite[i : i + k]) / k for i in range(0, len(finite) - k + 1, k)]
+    return min(means) if means else math.inf
 
 
 def _normalized(values: list[float]) -> tuple[list[float], float]:
@@ -564,8 +581,15 @@ class Controller:
                 reference = min(reference, chosen.last_loss)
         noise = max(noise_before, _step_noise(losses))
         window = max(1, int(0.1 * len(losses)))  # steps in the tail mean
-        margin = max(noise * max(1.0, NOISE_Z * math.sqrt(2.0 / window)), 0.5 * promised)
-        return margin > 0 and last > reference + margin
+        rise = noise * max(1.0, NOISE_Z * math.sqrt(2.0 / window))  # significant, not noise
+        if max(rise, 0.5 * promised) > 0 and last > reference + max(rise, 0.5 * promised):
+            return True
+        # ... or it gave back more than half of the progress it made, significantly: down from
+        # where it started, then back up (seen: SGD at the edge of stability, 2.32 -> 1.7 ->
+        # 2.33 = chance level, inside the margin above because the chosen probe ended high)
+        start = stage.chunk_baseline if stage.chunk_baseline is not None else stage.baseline
+        best = _best_window_mean(losses)
+        return rise > 0 and last - best > max(rise, 0.5 * (start - best))
 
     def _rollback(self, segment: int, current: Instruction) -> Instruction | None:
         """Retrain a diverged stage from its snapshot with a safer LR (None: give up).
@@ -863,8 +887,8 @@ class Controller:
             limit = stage.baseline + EXPLODE_FACTOR * stage.baseline_spread
             if last > limit:
                 ok, reason = False, f"exploding loss ({last:.4g} > {limit:.4g})"
-        if ok and _spiked(losses, stage.baseline_noise):
-            ok, reason = False, f"exploding loss (spike to {max(losses):.4g})"
+        if (ok or reason == "rising loss") and _spiked(losses, stage.baseline_noise):
+            ok, reason = False, f"exploding loss (up to {max(losses):.4g})"
         if ok and not math.isfinite(fc.value):
             ok, reason = False, "non-finite forecast"
         stage.probes.append(

@@ -93,7 +93,7 @@ def test_probes_and_the_train_segment_start_from_the_stage_snapshot():
         by_stage.setdefault(seg.stage, []).append(seg)
     for segs in by_stage.values():
         snapshot = starts[segs[0].segment]
-        for before, seg in zip(segs, segs[1:], strict=False):
+        for before, seg in itertools.pairwise(segs):
             if seg.kind == "train" and before.kind == "train":
                 continue  # a later chunk of the train segment: it continues
             # every later probe and the first train segment were restored

@@ -577,7 +577,7 @@ def test_a_late_divergence_rolls_back_one_chunk_not_the_stage() -> None:
             chunks.append(inst)
             if len(chunks) == 1:  # the first later chunk blows up half-way
                 failed, used = inst, ctl.steps_used
-                losses = model.follow(inst).train_losses[: inst.steps // 2] + [math.nan]
+                losses = [*model.follow(inst).train_losses[: inst.steps // 2], math.nan]
                 inst = ctl.report(Report(segment=inst.segment, train_losses=losses))
                 assert inst.kind == "train" and inst.restore and not inst.snapshot
                 assert inst.lr < failed.lr and inst.stage == failed.stage
@@ -649,3 +649,40 @@ def test_a_probe_whose_loss_spikes_counts_as_blown_up() -> None:
     inst = ctl.report(Report(segment=inst.segment, train_losses=spiky[: inst.steps]))
     probe = ctl.stages[0].probes[0]
     assert not probe.ok and "exploding" in probe.reason and _blew_up(probe)
+
+
+def _stage_0_train(probe_end: float) -> tuple[Controller, Instruction]:
+    """Stage 0 of a controller whose probes all fall from 2.32 to ``probe_end``; at its train."""
+    ctl = fast(small_config())
+    inst = ctl.start()
+    while inst.kind == "probe":
+        n = inst.steps
+        losses = [2.32 - (2.32 - probe_end) * i / (n - 1) for i in range(n)]
+        inst = ctl.report(Report(segment=inst.segment, train_losses=losses))
+    return ctl, inst
+
+
+def _wobble(values: list[float], size: float = 0.1) -> list[float]:
+    return [v + (size if i % 2 else -size) for i, v in enumerate(values)]
+
+
+def test_a_segment_that_gives_back_more_than_half_its_progress_is_rolled_back() -> None:
+    """Down from 2.32 to 1.7, then back at chance level: within the margin above where the
+    chosen probe ended (2.11), but it gave back all it made."""
+    ctl, inst = _stage_0_train(probe_end=2.11)
+    n = inst.steps
+    half = n // 2
+    down = [2.32 - 0.62 * i / (half - 1) for i in range(half)]
+    losses = _wobble(down + [2.33] * (n - half))
+    retry = ctl.report(Report(segment=inst.segment, train_losses=losses))
+    assert retry.kind == "train" and retry.restore and ctl.stages[0].diverged_lrs == [inst.lr]
+
+
+def test_a_noisy_descent_that_keeps_its_progress_is_not_rolled_back() -> None:
+    ctl, inst = _stage_0_train(probe_end=2.11)
+    n = inst.steps
+    half = n // 2
+    down = [2.32 - 0.62 * i / (half - 1) for i in range(half)]
+    losses = _wobble(down + [1.8] * (n - half))  # gave back 0.1 of 0.62
+    nxt = ctl.report(Report(segment=inst.segment, train_losses=losses))
+    assert not (nxt.kind == "train" and nxt.restore) and ctl.stages[0].diverged_lrs == []

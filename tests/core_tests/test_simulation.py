@@ -3,8 +3,9 @@
 The oracle evaluates the NQM's closed-form expected loss after τ steps from each stage's snapshot
 over a fine LR grid (the same greedy objective AutoLRS optimizes). Measured over seeds 0-4
 (40k-step budget, LR range 1e-3..10, four decades, curvatures 1e-2..1, 20 stages): the chosen LR
-is within a factor of 2 of the oracle's in 55% of all stages and in 100% of the later stages
-(τ ≥ 4·τ_min). The misses are the first two stages, where the chosen LR is 2-6x too large: from
+is off the oracle's by a factor of 2.3 (geometric mean over all stages), within 2x in 9 of the
+10 later stages (τ ≥ 4·τ_min) and within 2.1x in all of them. The misses are the first two
+stages, where the chosen LR is 2-6x too large: from
 the initial state a large LR wins the first τ' = τ/10 steps, while the slow directions that
 decide the loss at τ barely show in a window that short, and a single exponential fitted to it
 cannot see them. That short-window bias is a limitation of AutoLRS's forecaster itself (the
@@ -13,6 +14,9 @@ the other way in late stages, where a larger LR first raises the loss and only l
 """
 
 from __future__ import annotations
+
+import math
+import statistics
 
 from autolr import Controller, TunerConfig
 from autolr.simulate import NoisyQuadratic
@@ -37,13 +41,14 @@ def _stage_outcomes(seed: int) -> list[tuple[int, float]]:
 
 def test_chosen_lr_is_near_the_oracle_in_most_stages() -> None:
     outcomes = [o for seed in range(5) for o in _stage_outcomes(seed)]
-    within = sum(r <= 2.0 for _, r in outcomes) / len(outcomes)
+    typical = math.exp(statistics.fmean(math.log(r) for _, r in outcomes))
     late = [r for stage, r in outcomes if stage >= 2]
     late_within = sum(r <= 2.0 for r in late) / len(late)
     print(
-        f"{len(outcomes)} stages: LR within 2x of the oracle in {within:.0%}; "
-        f"stages >= 2: {late_within:.0%}"
+        f"{len(outcomes)} stages: LR off the oracle's by {typical:.2f}x (geometric mean); "
+        f"stages >= 2: within 2x in {late_within:.0%}, worst {max(late):.2f}x"
     )
     assert len(outcomes) >= 20
-    assert within >= 0.5
+    assert typical <= 2.6  # measured 2.29 (2.35 before probes that rise 10 noise levels blew up)
     assert late_within >= 0.9
+    assert max(late) <= 2.5  # measured 2.06 (2.42)
