@@ -571,25 +571,35 @@ class Controller:
         # chance, and a healthy descending segment was rolled back. This catches an LR that
         # looked best for τ' steps and then wrecked the model without a single non-finite loss
         # (dead units with SGD: the loss climbing back to chance level).
-        reference, promised, noise_before = stage.baseline, 0.0, stage.baseline_noise
+        start, noise_before = stage.baseline, stage.baseline_noise
         chosen = stage.probes[stage.chosen_probe] if stage.chosen_probe is not None else None
         if stage.chunk_baseline is not None:  # a later chunk: measured from where it started
-            reference, noise_before, chosen = stage.chunk_baseline, stage.chunk_noise, None
-        if chosen is not None and chosen.forecast is not None:
-            promised = max(0.0, stage.baseline - chosen.forecast)
-            if chosen.last_loss is not None:
-                reference = min(reference, chosen.last_loss)
+            start, noise_before, chosen = stage.chunk_baseline, stage.chunk_noise, None
         noise = max(noise_before, _step_noise(losses))
         window = max(1, int(0.1 * len(losses)))  # steps in the tail mean
-        rise = noise * max(1.0, NOISE_Z * math.sqrt(2.0 / window))  # significant, not noise
-        if max(rise, 0.5 * promised) > 0 and last > reference + max(rise, 0.5 * promised):
-            return True
+
+        def rise(ref_window: int) -> float:  # a significant rise over a reference mean
+            return noise * max(1.0, NOISE_Z * math.sqrt(1.0 / window + 1.0 / ref_window))
+
+        # (reference, its window, half the promised progress)
+        references = [(start, window, 0.0)]
+        if chosen is not None and chosen.forecast is not None and chosen.last_loss is not None:
+            promised = max(0.0, stage.baseline - chosen.forecast)
+            references = [
+                (start, window, 0.5 * promised),
+                # the probe's end is a mean of few steps (and the lowest forecast picked it:
+                # lucky more often than not), so its own noise widens the margin
+                (chosen.last_loss, max(1, int(0.1 * chosen.steps)), 0.5 * promised),
+            ]
+        for reference, ref_window, half_promise in references:
+            margin = max(rise(ref_window), half_promise)
+            if margin > 0 and last > reference + margin:
+                return True
         # ... or it gave back more than half of the progress it made, significantly: down from
         # where it started, then back up (seen: SGD at the edge of stability, 2.32 -> 1.7 ->
         # 2.33 = chance level, inside the margin above because the chosen probe ended high)
-        start = stage.chunk_baseline if stage.chunk_baseline is not None else stage.baseline
         best = _best_window_mean(losses)
-        return rise > 0 and last - best > max(rise, 0.5 * (start - best))
+        return noise > 0 and last - best > max(rise(window), 0.5 * (start - best))
 
     def _rollback(self, segment: int, current: Instruction) -> Instruction | None:
         """Retrain a diverged stage from its snapshot with a safer LR (None: give up).
@@ -606,7 +616,6 @@ class Controller:
         if len(stage.diverged_lrs) >= MAX_ROLLBACKS:
             return None
         failed = current.lr
-        stage.diverged_lrs.append(failed)
         safe = [
             p
             for p in stage.probes
@@ -618,6 +627,9 @@ class Controller:
             lr = max(p.lr for p in safe)
         else:
             lr = max(self.config.min_lr, failed / ROLLBACK_FALLBACK)
+        if lr >= failed:  # already at min_lr: nothing safer to retrain with
+            return None
+        stage.diverged_lrs.append(failed)
         log.warning(
             "stage %d diverged at lr=%.4g; rolling back to lr=%.4g", stage.stage, failed, lr
         )

@@ -686,3 +686,11 @@ def test_a_noisy_descent_that_keeps_its_progress_is_not_rolled_back() -> None:
     losses = _wobble(down + [1.8] * (n - half))  # gave back 0.1 of 0.62
     nxt = ctl.report(Report(segment=inst.segment, train_losses=losses))
     assert not (nxt.kind == "train" and nxt.restore) and ctl.stages[0].diverged_lrs == []
+
+
+def test_no_rollback_at_min_lr_there_is_nothing_safer() -> None:
+    ctl, inst = _stage_0_train(probe_end=2.11)
+    failed = inst.model_copy(update={"lr": ctl.config.min_lr, "lr_end": ctl.config.min_lr})
+    ctl._state.current = failed  # type: ignore[union-attr]  # trained at the range's bottom
+    nxt = ctl.report(Report(segment=inst.segment, train_losses=[2.3, math.nan]))
+    assert not (nxt.kind == "train" and nxt.restore) and ctl.stages[0].diverged_lrs == []
