@@ -246,6 +246,18 @@ def _forecast_error(probe: ProbeRecord) -> float:
     return probe.noise / math.sqrt(max(1.0, probe.steps / 4))
 
 
+def _forecasts_a_rise(stage: StageRecord, probe: ProbeRecord) -> bool:
+    """Does ``probe`` forecast a loss significantly above the stage's start (train losses)?
+
+    Significant: more than PREFER_Z of the forecast's standard errors. Validation-loss probes
+    are not compared: the stage's start is a training loss.
+    """
+    if stage.baseline is None or probe.forecast is None or probe.source != "train":
+        return False
+    err = _forecast_error(probe)
+    return err > 0 and probe.forecast - stage.baseline > PREFER_Z * err
+
+
 def _blew_up(probe: ProbeRecord) -> bool:
     """A probe that diverged (non-finite or exploding loss), not one rejected on noise.
 
@@ -848,6 +860,11 @@ class Controller:
             lr = fixed_lr
         else:
             lr = self.config.min_lr if idx is None else stage.probes[idx].lr
+        if idx is not None and _forecasts_a_rise(stage, stage.probes[idx]):
+            # the best the search found makes the loss worse than where the stage started:
+            # the LR range searched is wrong (seen: 4 probes for a whole short run, stage 1
+            # trained on at an LR of 1.0 that had killed the model); step down instead
+            lr, idx = max(self.config.min_lr, lr / ROLLBACK_FALLBACK), None
         stage.chosen_lr, stage.chosen_probe = lr, idx
         # Reuse the chosen probe's τ' steps when its end state is at hand: it is the probe just
         # run (train on from here), or the one kept in the best-probe slot.

@@ -694,3 +694,18 @@ def test_no_rollback_at_min_lr_there_is_nothing_safer() -> None:
     ctl._state.current = failed  # type: ignore[union-attr]  # trained at the range's bottom
     nxt = ctl.report(Report(segment=inst.segment, train_losses=[2.3, math.nan]))
     assert not (nxt.kind == "train" and nxt.restore) and ctl.stages[0].diverged_lrs == []
+
+
+def test_a_stage_whose_best_probe_forecasts_a_rise_steps_down() -> None:
+    """Every probe forecasts a loss above where the stage started: the search range is wrong,
+    so the stage trains a decade below the pick instead of at it."""
+    ctl, stage = _stage_with_probes(1, 2.39, [(1.0, 2.53, 0.09)])
+    ctl.start()
+    ctl._require_started().stages.append(stage)
+    inst = ctl._train_instruction(1, stage)
+    assert inst.lr == pytest.approx(0.1) and stage.chosen_probe is None and inst.restore
+    # within its noise above the start it is not a rise: the pick trains
+    ctl, stage = _stage_with_probes(1, 2.50, [(1.0, 2.53, 0.09)])
+    ctl.start()
+    ctl._require_started().stages.append(stage)
+    assert ctl._train_instruction(1, stage).lr == pytest.approx(1.0)
