@@ -497,19 +497,35 @@ class Controller:
         if total <= 0:
             stage.train_left = 0
             return None
-        steps = min(total, stage.tau)
         previous = state.segments[-1]
-        stage.train_left = total - steps
         stage.chunk_baseline = previous.loss_last
         stage.chunk_noise = previous.loss_noise or 0.0
         lr = stage.chosen_lr if stage.chosen_lr is not None else current.lr_end
+        return self._train_chunk(segment, stage, lr, total, snapshot=True)
+
+    def _train_chunk(
+        self,
+        segment: int,
+        stage: StageRecord,
+        lr: float,
+        total: int,
+        *,
+        restore: bool = False,
+        snapshot: bool = False,
+        restore_best: bool = False,
+    ) -> Instruction:
+        """The next train chunk of ``stage`` at ``lr``: at most τ of the ``total`` steps left."""
+        steps = min(total, stage.tau)
+        stage.train_left = total - steps
         return Instruction(
             segment=segment,
             kind="train",
             lr=lr,
             lr_end=lr,
             steps=steps,
-            snapshot=True,
+            restore=restore,
+            snapshot=snapshot,
+            restore_best=restore_best,
             eval_every=steps if self.config.loss_source != "train" else None,
             stage=stage.stage,
         )
@@ -649,18 +665,8 @@ class Controller:
         total = self._fit_train_steps(stage, current.steps + stage.train_left)
         if total <= 0:
             return self._anneal(segment, lr).model_copy(update={"restore": True})
-        steps = min(total, stage.tau)
-        stage.train_steps, stage.train_left = total, total - steps
-        return Instruction(
-            segment=segment,
-            kind="train",
-            lr=lr,
-            lr_end=lr,
-            steps=steps,
-            restore=True,
-            eval_every=current.eval_every,
-            stage=stage.stage,
-        )
+        stage.train_steps = total
+        return self._train_chunk(segment, stage, lr, total, restore=True)
 
     # -- instruction builders
     def _first_instruction(self) -> Instruction:
@@ -877,21 +883,17 @@ class Controller:
         stage.train_steps = total
         if total <= 0:
             return self._anneal(segment, lr)
-        steps = min(total, stage.tau)
-        stage.train_left, stage.chunk_baseline = total - steps, None
-        return Instruction(
-            segment=segment,
-            kind="train",
-            lr=lr,
-            lr_end=lr,
-            steps=steps,
+        stage.chunk_baseline = None
+        return self._train_chunk(
+            segment,
+            stage,
+            lr,
+            total,
             # a stage without probes (probe_budget spent) has nothing to restore; it snapshots
             # here instead, so a diverging train segment can still be rolled back
             restore=bool(stage.probes) and not (continue_last or from_best),
             snapshot=not stage.probes,
             restore_best=from_best,
-            eval_every=steps if self.config.loss_source != "train" else None,
-            stage=stage.stage,
         )
 
     # -- decisions
