@@ -987,14 +987,20 @@ class Controller:
             # that lowers the noise floor first. Not in stage 0: its forecast progress is mostly the
             # drop from initialization, so the band would admit probes far worse than the best
             # (seen: an LM trained stage 0 at 4x the best LR, forecast 0.5 nats worse).
+            # The reach counts from the best raw forecast too: a GP fitted to noisy forecasts
+            # can put its minimum decades below it (seen on the teacher task: 0.00015 picked,
+            # 0.0046 forecast best). A probe that forecasts a significant rise over the
+            # stage's start is never a tie (training there would trip the wrong-range rule).
             band = y[pick] + tol * _progress_scale(stage.baseline, y)
-            reach = x[pick] + math.log(PREFER_MAX_RATIO) / self.space.log_width
+            best = min(range(len(y)), key=lambda j: (y[j], j))
+            reach = max(x[pick], x[best]) + math.log(PREFER_MAX_RATIO) / self.space.log_width
             err = [_forecast_error(stage.probes[i]) for i in healthy]
             near = [
                 j
                 for j in range(len(y))
                 if x[j] <= reach + 1e-12
+                and not _forecasts_a_rise(stage, stage.probes[healthy[j]])
                 and (y[j] <= band or y[j] - y[pick] <= PREFER_Z * math.hypot(err[pick], err[j]))
-            ]
+            ] or [pick]
             pick = max(near, key=lambda j: x[j])
         return healthy[pick]

@@ -591,11 +591,16 @@ def test_a_late_divergence_rolls_back_one_chunk_not_the_stage() -> None:
     assert ctl.steps_used == 6000
 
 
-def _stage_with_probes(stage: int, baseline: float, probes: list[tuple[float, float, float]]):
+def _stage_with_probes(
+    stage: int,
+    baseline: float,
+    probes: list[tuple[float, float, float]],
+    searcher: RandomSearcher | None = None,
+):
     """A controller holding one stage whose probes are (lr, forecast, per-step noise)."""
     from autolr.controller import ProbeRecord, StageRecord
 
-    ctl = fast(TunerConfig(**SMALL))
+    ctl = Controller(TunerConfig(**SMALL), searcher=searcher or RandomSearcher())
     record = StageRecord(
         stage=stage, tau=200, probe_steps=20, start_step=0, source="train", baseline=baseline
     )
@@ -625,6 +630,36 @@ def test_prefer_larger_lr_treats_forecasts_within_their_noise_as_equal(
     probes = [(0.01, 0.50, noise), (0.03, 0.56, noise), (0.2, 0.60, noise)]
     ctl, stage = _stage_with_probes(1, 0.52, probes)
     assert stage.probes[ctl._choose(stage)].lr == chosen  # type: ignore[index]
+
+
+class _FirstChoiceSearcher(RandomSearcher):
+    """A searcher whose model prefers the first observation (a Searcher test double: a GP that
+    interpolates noisy forecasts can put its minimum at any probe)."""
+
+    def choose(self, x_unit: list[float], y: list[float]) -> int:
+        return 0
+
+
+def test_prefer_larger_lr_reaches_from_the_best_forecast_not_only_from_the_pick() -> None:
+    """The search's pick sits more than a decade below the best forecast (seen on the teacher
+    task: a GP fitted to noisy forecasts put its minimum at the smallest LR). The tie band
+    still reaches the larger LRs near the best forecast."""
+    probes = [(0.002, 0.300, 0.05), (0.03, 0.290, 0.05), (0.04, 0.310, 0.05)]
+    ctl, stage = _stage_with_probes(1, 0.31, probes, searcher=_FirstChoiceSearcher())
+    assert stage.probes[ctl._choose(stage)].lr == 0.04  # type: ignore[index]
+
+
+def test_prefer_larger_lr_never_moves_to_a_probe_that_forecasts_a_rise() -> None:
+    """The 0.03 probe is inside the progress band but forecasts a loss significantly above the
+    stage's start: the pick stays. (Moving there made the wrong-range rule step a decade below
+    it, to 0.003: a stage trained 3x below its own best probe.)"""
+    probes = [(0.01, 0.49, 0.02), (0.03, 0.53, 0.02), (1.0, 1.0, 0.02)]
+    ctl, stage = _stage_with_probes(1, 0.50, probes)
+    idx = ctl._choose(stage)
+    assert idx is not None and stage.probes[idx].lr == 0.01
+    ctl.start()
+    ctl._train_instruction(0, stage)
+    assert stage.chosen_lr == 0.01
 
 
 def test_prefer_larger_lr_leaves_stage_0_alone() -> None:
