@@ -99,6 +99,11 @@ class TunerConfig(BaseModel):
         description="Train with the largest LR whose forecast is within this share of the "
         "stage's forecast progress of the best.",
     )
+    # Short probes on noisy losses give forecasts whose errors dwarf their differences; a GP
+    # told nothing about that interpolates the noise (README, "Schedule quality").
+    forecast_noise: bool = Field(
+        True, description="Give the GP each forecast's variance (from its probe's loss noise)."
+    )
     reuse_best_probe: bool = Field(
         True, description="Train on from the best probe's end state instead of the snapshot."
     )
@@ -193,6 +198,7 @@ class TunerConfig(BaseModel):
             "reuse_best_probe": False,
             "anneal_fraction": 0.0,
             "prefer_larger_lr": 0.0,
+            "forecast_noise": False,
             "probe_budget": None,
             "probe_fraction": 0.1,
         }

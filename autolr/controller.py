@@ -43,7 +43,10 @@ EXPLODE_FACTOR = 2.0
 ANNEAL_END_RATIO = 1e-3
 #: prefer_larger_lr never trains at more than this multiple of the LR the search picked.
 PREFER_MAX_RATIO = 10.0
-#: ... and treats forecasts within this many standard errors of the pick's as equally good.
+#: ... and treats forecasts within this many standard errors of the pick's as equally good
+#: (1, not 2, since the GP is told each forecast's variance: 5 seeds, LM 1.858 -> 1.844).
+TIE_Z = 1.0
+#: A forecast this many standard errors above the stage's start is a significant rise.
 PREFER_Z = 2.0
 #: A train segment that diverges is rolled back to the stage's snapshot at most this often.
 MAX_ROLLBACKS = 2
@@ -750,13 +753,18 @@ class Controller:
             return self._train_instruction(segment, stage, fixed_lr=last_lr)
         return self._probe_instruction(segment, stage, self._next_point(stage)[0])
 
+    def _previous_lr(self) -> float | None:
+        """The LR the last earlier stage chose (None in stage 0, or before ``start``)."""
+        stages = self._state.stages if self._state is not None else []
+        previous = [s.chosen_lr for s in stages[:-1] if s.chosen_lr is not None]
+        return previous[-1] if previous else None
+
     def _warm_centre(self) -> float | None:
         """With ``warm_start``: the last earlier stage's chosen LR in unit space, else None."""
-        state = self._require_started()
-        previous = [s.chosen_lr for s in state.stages[:-1] if s.chosen_lr is not None]
-        if not self.config.warm_start or not previous:
+        previous = self._previous_lr()
+        if not self.config.warm_start or previous is None:
             return None
-        return self.space.to_unit(previous[-1])
+        return self.space.to_unit(previous)
 
     def _bounds(self, stage: StageRecord) -> tuple[float, float]:
         """The stage's search region: all of [0, 1], or around the last chosen LR (warm start)."""
@@ -790,13 +798,15 @@ class Controller:
             return warm, math.inf
         x_seen = [p.x_unit for p in stage.probes]
         y, y_scale = _normalized(self._objectives(stage))
+        noise = self._variances(stage.probes, y_scale)
         seed = _derive_seed(self.config.seed, stage.stage, i)
         try:
             decide = getattr(self.searcher, "decide", None)
             if decide is not None:
-                x_next, gain = decide(x_seen, y, seed=seed, bounds=stage.bounds)
+                x_next, gain = decide(x_seen, y, seed=seed, bounds=stage.bounds, noise=noise)
                 return float(x_next), float(gain) * y_scale
-            return self.searcher.propose(x_seen, y, seed=seed, bounds=stage.bounds), math.inf
+            x_next = self.searcher.propose(x_seen, y, seed=seed, bounds=stage.bounds, noise=noise)
+            return x_next, math.inf
         except Exception as exc:  # the job must go on: fall back to random search
             stage.search_fallbacks.append(f"probe {i}: {type(exc).__name__}: {exc}"[:300])
             log.warning("GP search failed (%s); probing a random LR instead", exc)
@@ -955,6 +965,18 @@ class Controller:
             penalty = 1.0
         return [p.forecast if p.ok and p.forecast is not None else penalty for p in stage.probes]
 
+    def _variances(self, probes: Sequence[ProbeRecord], scale: float) -> list[float] | None:
+        """Each probe's forecast variance in the searcher's normalized units (None: option off).
+
+        A failed probe's penalty is exact (0): the GP's learned noise still applies to it.
+        """
+        if not self.config.forecast_noise:
+            return None
+        return [
+            (_forecast_error(p) / scale) ** 2 if p.ok and p.forecast is not None else 0.0
+            for p in probes
+        ]
+
     def _choose(self, stage: StageRecord) -> int | None:
         """Index of the probe to train with: lowest GP posterior mean among healthy probes."""
         healthy = [i for i, p in enumerate(stage.probes) if p.ok and p.forecast is not None]
@@ -969,8 +991,10 @@ class Controller:
             return None
         x = [stage.probes[i].x_unit for i in healthy]
         y = [stage.probes[i].forecast or 0.0 for i in healthy]
+        y_unit, y_scale = _normalized(y)
+        noise = self._variances([stage.probes[i] for i in healthy], y_scale)
         try:
-            pick = self.searcher.choose(x, _normalized(y)[0])
+            pick = self.searcher.choose(x, y_unit, noise=noise)
         except Exception as exc:
             stage.search_fallbacks.append(f"choose: {type(exc).__name__}: {exc}"[:300])
             pick = min(range(len(y)), key=lambda j: (y[j], j))
@@ -982,25 +1006,32 @@ class Controller:
             # The jump is capped at PREFER_MAX_RATIO (one decade) above the picked LR: with sparse
             # probes (three, decades apart) a wide band would otherwise hand the stage a far
             # larger, barely tested LR. A probe also counts as near when the forecasts cannot
-            # tell it from the pick: within PREFER_Z standard errors of their difference (from
+            # tell it from the pick: within TIE_Z standard errors of their difference (from
             # each probe's loss noise), as with noisy losses, where short probes favour the LR
             # that lowers the noise floor first. Not in stage 0: its forecast progress is mostly the
             # drop from initialization, so the band would admit probes far worse than the best
             # (seen: an LM trained stage 0 at 4x the best LR, forecast 0.5 nats worse).
             # The reach counts from the best raw forecast too: a GP fitted to noisy forecasts
             # can put its minimum decades below it (seen on the teacher task: 0.00015 picked,
-            # 0.0046 forecast best). A probe that forecasts a significant rise over the
-            # stage's start is never a tie (training there would trip the wrong-range rule).
-            band = y[pick] + tol * _progress_scale(stage.baseline, y)
+            # 0.0046 forecast best), and from the LR the previous stage trained with, which a
+            # whole stage has tested (seen on the teacher: noisy stage-1 forecasts led the
+            # search to 1.4e-4..3.5e-4; the previous stage's 1.4e-3 trained on where 4.5e-3
+            # tied with the best: 0.096 -> 0.076). A probe that forecasts a significant rise
+            # over the stage's start is never a tie (it would trip the wrong-range rule).
             best = min(range(len(y)), key=lambda j: (y[j], j))
-            reach = max(x[pick], x[best]) + math.log(PREFER_MAX_RATIO) / self.space.log_width
+            anchors = [x[pick], x[best]]
+            previous = self._previous_lr()
+            if previous is not None:
+                anchors.append(self.space.to_unit(previous))
+            reach = max(anchors) + math.log(PREFER_MAX_RATIO) / self.space.log_width
             err = [_forecast_error(stage.probes[i]) for i in healthy]
+            band = y[pick] + tol * _progress_scale(stage.baseline, y)
             near = [
                 j
                 for j in range(len(y))
                 if x[j] <= reach + 1e-12
                 and not _forecasts_a_rise(stage, stage.probes[healthy[j]])
-                and (y[j] <= band or y[j] - y[pick] <= PREFER_Z * math.hypot(err[pick], err[j]))
+                and (y[j] <= band or y[j] - y[pick] <= TIE_Z * math.hypot(err[pick], err[j]))
             ] or [pick]
             pick = max(near, key=lambda j: x[j])
         return healthy[pick]

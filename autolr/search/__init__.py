@@ -55,6 +55,7 @@ class Searcher(Protocol):
         *,
         seed: int,
         bounds: tuple[float, float] = (0.0, 1.0),
+        noise: Sequence[float] | None = None,
     ) -> float:
         """The next point to probe.
 
@@ -63,6 +64,8 @@ class Searcher(Protocol):
             y: finite outcomes of those points, lower is better, length n.
             seed: all randomness of the proposal derives from it.
             bounds: the sub-interval of [0, 1] to propose from.
+            noise: known variances of ``y`` (length n, each finite and ≥ 0) or None; a
+                searcher may ignore them but must validate them.
 
         Returns:
             A point in [0, 1], at least the searcher's ``min_distance`` from every observed
@@ -74,12 +77,15 @@ class Searcher(Protocol):
         """
         ...
 
-    def choose(self, x_unit: Sequence[float], y: Sequence[float]) -> int:
+    def choose(
+        self, x_unit: Sequence[float], y: Sequence[float], *, noise: Sequence[float] | None = None
+    ) -> int:
         """Index (into ``x_unit``) of the observation to train with.
 
         Args:
             x_unit: observed points in [0, 1], length n ≥ 1.
             y: finite outcomes of those points, lower is better, length n.
+            noise: known variances of ``y``, as for ``propose``.
 
         Returns:
             An index in ``range(n)``.

@@ -53,6 +53,23 @@ def validate_observations(
     return xs, ys
 
 
+def validate_noise(noise: Sequence[float] | None, n: int) -> list[float] | None:
+    """Check and copy per-observation noise variances (``None``: unknown, learned by the model).
+
+    Raises:
+        SearchInputError: the length is not n, or a variance is negative or not finite.
+    """
+    if noise is None:
+        return None
+    vs = [float(v) for v in noise]
+    if len(vs) != n:
+        raise SearchInputError(f"noise must have one variance per observation: {len(vs)} != {n}")
+    for i, v in enumerate(vs):
+        if not (math.isfinite(v) and v >= 0.0):
+            raise SearchInputError(f"noise[{i}]={v!r} must be a finite variance >= 0")
+    return vs
+
+
 def validate_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
     """Check a search region ``(lo, hi)``: finite, with ``0 <= lo < hi <= 1``.
 

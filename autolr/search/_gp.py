@@ -21,7 +21,10 @@ from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_matern_kernel_with_gamma_prior
 from botorch.optim.closures import ForwardBackwardClosure
 from botorch.optim.utils import get_parameters
+from gpytorch.constraints import GreaterThan
+from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood
+from gpytorch.priors import LogNormalPrior
 from linear_operator.utils.errors import NanError, NotPSDError
 
 from autolr.search._common import (
@@ -30,6 +33,7 @@ from autolr.search._common import (
     space_filling_point,
     validate_bounds,
     validate_min_distance,
+    validate_noise,
     validate_observations,
 )
 from autolr.search._errors import SearchError, SearchInputError
@@ -87,8 +91,9 @@ def map_loss(model: SingleTaskGP) -> torch.Tensor:
     """The negative log posterior of the GP's hyperparameters, per observation.
 
     Exactly what ``ExactMarginalLogLikelihood`` gives for the model of ``build_model``
-    (Matern-5/2 × outputscale, constant mean, homoscedastic Gaussian noise, priors), i.e.
-    ``-(log N(y; m, K + σ²I) + Σ log prior) / n``, but written with a handful of dense
+    (Matern-5/2 × outputscale, constant mean, Gaussian noise: learned σ² plus the known
+    per-observation variances when given, priors), i.e.
+    ``-(log N(y; m, K + diag(v) + σ²I) + Σ log prior) / n``, but written with a handful of dense
     torch ops on the n × n matrix instead of GPyTorch's lazy-tensor machinery. For the
     n ≤ ~30 points of one AutoLRS stage that machinery dominates the fit: this closure
     halves a decision's CPU time. ``test_map_loss_matches_gpytorch`` checks value and
@@ -106,7 +111,8 @@ def map_loss(model: SingleTaskGP) -> torch.Tensor:
     scaled = model.covar_module
     dist = (x.unsqueeze(-1) - x.unsqueeze(-2)).abs() / scaled.base_kernel.lengthscale.squeeze()
     matern = (1.0 + _SQRT5 * dist + (5.0 / 3.0) * dist * dist) * torch.exp(-_SQRT5 * dist)
-    noise = model.likelihood.noise.squeeze()
+    # (1,) for the learned noise alone, (n,) with known variances: diag either way
+    noise = model.likelihood.noise.reshape(-1)
     cov = scaled.outputscale * matern + noise * torch.eye(n, dtype=x.dtype)
     chol = torch.linalg.cholesky(cov)
     resid = (y - model.mean_module.constant).unsqueeze(-1)  # (n, 1)
@@ -124,19 +130,24 @@ def map_loss(model: SingleTaskGP) -> torch.Tensor:
 
 
 def build_model(
-    xs: Sequence[float], ys: Sequence[float]
+    xs: Sequence[float], ys: Sequence[float], noise: Sequence[float] | None = None
 ) -> tuple[SingleTaskGP, ExactMarginalLogLikelihood]:
     """The unfitted 1-D GP and its marginal likelihood (float64).
 
     Args:
         xs: observed points in [0, 1], length n ≥ 1 (already normalized: no input transform).
         ys: finite outcomes, length n.
+        noise: known variances of the outcomes (units of y²), length n, or None. The model
+            adds a learned homoscedastic noise on top either way (same prior as botorch's
+            default likelihood), so an underestimated variance cannot make it interpolate.
     """
     train_x = torch.tensor(xs, dtype=_DTYPE).unsqueeze(-1)  # n x 1
     train_y = torch.tensor(ys, dtype=_DTYPE).unsqueeze(-1)  # n x 1
+    train_yvar = None if noise is None else torch.tensor(noise, dtype=_DTYPE).unsqueeze(-1)
     model = SingleTaskGP(
         train_X=train_x,
         train_Y=train_y,
+        train_Yvar=train_yvar,
         # botorch >= 0.12 defaults to an RBF kernel with dimension-scaled priors; AutoLRS
         # uses Matern-5/2 (rougher, better for loss-vs-LR curves). Gamma(3, 6) puts the
         # lengthscale prior's mode at 1/3 of the log-LR range.
@@ -144,21 +155,33 @@ def build_model(
         # Zero spread (constant y) is handled: Standardize then divides by 1.
         outcome_transform=Standardize(m=1),
     )
+    if train_yvar is not None:
+        # botorch fixes the noise to the (standardized) variances; learn extra noise on top
+        prior = LogNormalPrior(loc=-4.0, scale=1.0)
+        model.likelihood = FixedNoiseGaussianLikelihood(
+            noise=model.likelihood.noise_covar.noise.detach().clone(),
+            learn_additional_noise=True,
+            noise_prior=prior,
+            noise_constraint=GreaterThan(1e-4, transform=None, initial_value=prior.mode),
+        )
     return model, ExactMarginalLogLikelihood(model.likelihood, model)
 
 
-def _fit(xs: Sequence[float], ys: Sequence[float]) -> SingleTaskGP:
+def _fit(
+    xs: Sequence[float], ys: Sequence[float], noise: Sequence[float] | None = None
+) -> SingleTaskGP:
     """Fit the GP's hyperparameters by MAP (L-BFGS-B through ``fit_gpytorch_mll``).
 
     Args:
         xs: observed points in [0, 1], length n ≥ 1.
         ys: finite outcomes, length n.
+        noise: known outcome variances, length n, or None (see ``build_model``).
 
     Raises:
         SearchError: the fit failed (botorch gave up, or the kernel matrix is not PD).
     """
     try:
-        model, mll = build_model(xs, ys)
+        model, mll = build_model(xs, ys, noise)
         parameters = get_parameters(mll, requires_grad=True)
         fit_gpytorch_mll(
             mll,
@@ -294,6 +317,7 @@ class GPSearcher:
         *,
         seed: int,
         bounds: tuple[float, float] = (0.0, 1.0),
+        noise: Sequence[float] | None = None,
     ) -> float:
         """The next point to probe: space filling first, then the LCB minimizer.
 
@@ -303,6 +327,9 @@ class GPSearcher:
             seed: fixes the space-filling design and botorch's fit retries.
             bounds: the sub-interval of [0, 1] to search (a warm-started stage searches
                 around the last chosen LR); observations may lie outside it.
+            noise: known variances of ``y`` (length n), e.g. each forecast's squared standard
+                error, or None. The GP then smooths over observations that their own noise
+                cannot tell apart instead of interpolating them.
 
         Returns:
             A point in ``bounds``, at least ``min_distance`` from every observation whenever
@@ -312,7 +339,7 @@ class GPSearcher:
             SearchInputError: invalid observations or bounds.
             SearchError: the GP could not be fitted or evaluated (use RandomSearcher).
         """
-        return self.decide(x_unit, y, seed=seed, bounds=bounds)[0]
+        return self.decide(x_unit, y, seed=seed, bounds=bounds, noise=noise)[0]
 
     def decide(
         self,
@@ -321,6 +348,7 @@ class GPSearcher:
         *,
         seed: int,
         bounds: tuple[float, float] = (0.0, 1.0),
+        noise: Sequence[float] | None = None,
     ) -> tuple[float, float]:
         """The next point to probe and the most it could still gain, from one GP fit.
 
@@ -337,6 +365,7 @@ class GPSearcher:
             SearchError: the GP could not be fitted or evaluated.
         """
         xs, ys = validate_observations(x_unit, y)
+        vs = validate_noise(noise, len(xs))
         lo, hi = validate_bounds(bounds)
         if len(xs) < self.n_init:
             x = space_filling_point(
@@ -350,7 +379,7 @@ class GPSearcher:
         if not bool(allowed.any()):
             return min(hi, max(lo, farthest_point(xs))), 0.0
         with _isolated(seed):
-            model = _fit(xs, ys)
+            model = _fit(xs, ys, vs)
             mean, std = _posterior(model, grid.unsqueeze(-1))
             observed_mean, _ = _posterior(model, observed.unsqueeze(-1))
         lcb = (mean - self.kappa * std).masked_fill(~allowed, math.inf)
@@ -358,7 +387,9 @@ class GPSearcher:
         gain = max(0.0, float(observed_mean.min()) - float(lcb[best]))
         return min(hi, max(lo, float(grid[best]))), gain
 
-    def choose(self, x_unit: Sequence[float], y: Sequence[float]) -> int:
+    def choose(
+        self, x_unit: Sequence[float], y: Sequence[float], *, noise: Sequence[float] | None = None
+    ) -> int:
         """Index of the observation with the lowest GP posterior mean.
 
         With fewer than ``MIN_OBSERVATIONS_FOR_MEAN`` (3) observations, or when the GP
@@ -367,6 +398,7 @@ class GPSearcher:
         Args:
             x_unit: observed points in [0, 1], length n ≥ 1.
             y: their finite outcomes, lower is better, length n.
+            noise: known variances of ``y``, length n, or None (see ``propose``).
 
         Returns:
             An index in ``range(n)``.
@@ -375,18 +407,24 @@ class GPSearcher:
             SearchInputError: invalid or empty observations.
         """
         xs, ys = validate_observations(x_unit, y)
+        vs = validate_noise(noise, len(xs))
         if len(xs) < MIN_OBSERVATIONS_FOR_MEAN:
             return argmin_first(ys)
         try:
             with _isolated(0):
-                model = _fit(xs, ys)
+                model = _fit(xs, ys, vs)
                 mean, _ = _posterior(model, torch.tensor(xs, dtype=_DTYPE).unsqueeze(-1))
         except SearchError:
             return argmin_first(ys)  # documented fallback: the raw outcomes are still valid
         return argmin_first(mean.tolist())
 
     def posterior(
-        self, x_unit: Sequence[float], y: Sequence[float], at: Sequence[float]
+        self,
+        x_unit: Sequence[float],
+        y: Sequence[float],
+        at: Sequence[float],
+        *,
+        noise: Sequence[float] | None = None,
     ) -> tuple[list[float], list[float]]:
         """The fitted GP's posterior mean and standard deviation at the points ``at``.
 
@@ -398,6 +436,7 @@ class GPSearcher:
             x_unit: observed points in [0, 1], length n ≥ 1.
             y: their finite outcomes, length n.
             at: points in [0, 1] to evaluate, length m.
+            noise: known variances of ``y``, length n, or None (see ``propose``).
 
         Returns:
             ``(mean, std)``: two lists of length m, in the units of ``y``.
@@ -412,6 +451,7 @@ class GPSearcher:
             True
         """
         xs, ys = validate_observations(x_unit, y)
+        vs = validate_noise(noise, len(xs))
         if not xs:
             raise SearchInputError("posterior needs at least one observation, got none")
         points = [float(v) for v in at]
@@ -419,6 +459,6 @@ class GPSearcher:
             if not (math.isfinite(v) and 0.0 <= v <= 1.0):
                 raise SearchInputError(f"at[{i}]={v!r} is outside [0, 1]")
         with _isolated(0):
-            model = _fit(xs, ys)
+            model = _fit(xs, ys, vs)
             mean, std = _posterior(model, torch.tensor(points, dtype=_DTYPE).unsqueeze(-1))
         return [float(v) for v in mean], [float(v) for v in std]

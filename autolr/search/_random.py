@@ -12,6 +12,7 @@ from autolr.search._common import (
     sample_intervals,
     validate_bounds,
     validate_min_distance,
+    validate_noise,
     validate_observations,
 )
 
@@ -52,6 +53,7 @@ class RandomSearcher:
         *,
         seed: int,
         bounds: tuple[float, float] = (0.0, 1.0),
+        noise: Sequence[float] | None = None,
     ) -> float:
         """A uniform draw from the part of ``bounds`` at least ``min_distance`` from every point.
 
@@ -62,6 +64,8 @@ class RandomSearcher:
                 uses the n-th number of the stream seeded by ``seed`` (n = len(x_unit)), so
                 a caller that keeps one seed for a whole search still gets independent
                 draws, not the same quantile of a shrinking feasible set.
+            bounds: the sub-interval of [0, 1] to draw from.
+            noise: per-observation variances (validated, otherwise unused).
 
         Returns:
             A point in [0, 1]. When no point is ``min_distance`` away from every
@@ -71,6 +75,7 @@ class RandomSearcher:
             SearchInputError: invalid observations.
         """
         xs, _ = validate_observations(x_unit, y)
+        validate_noise(noise, len(xs))
         lo, hi = validate_bounds(bounds)
         intervals = feasible_intervals(xs, self.min_distance, lo, hi)
         if not intervals:
@@ -80,11 +85,14 @@ class RandomSearcher:
             rng.random()
         return sample_intervals(intervals, rng)
 
-    def choose(self, x_unit: Sequence[float], y: Sequence[float]) -> int:
-        """Index of the lowest outcome (ties: the first).
+    def choose(
+        self, x_unit: Sequence[float], y: Sequence[float], *, noise: Sequence[float] | None = None
+    ) -> int:
+        """Index of the lowest outcome (ties: the first; ``noise`` is validated, not used).
 
         Raises:
             SearchInputError: invalid or empty observations.
         """
         _, ys = validate_observations(x_unit, y)
+        validate_noise(noise, len(ys))
         return argmin_first(ys)

@@ -261,9 +261,15 @@ class _NoGainSearcher(RandomSearcher):
     """A searcher whose model says no further probe can help (a Searcher test double)."""
 
     def decide(
-        self, x_unit: list[float], y: list[float], *, seed: int, bounds: tuple[float, float]
+        self,
+        x_unit: list[float],
+        y: list[float],
+        *,
+        seed: int,
+        bounds: tuple[float, float],
+        noise: list[float] | None = None,
     ) -> tuple[float, float]:
-        return self.propose(x_unit, y, seed=seed, bounds=bounds), 0.0
+        return self.propose(x_unit, y, seed=seed, bounds=bounds, noise=noise), 0.0
 
 
 def test_adaptive_probes_stop_once_the_searcher_sees_no_gain() -> None:
@@ -282,6 +288,7 @@ def test_prefer_larger_lr_trains_with_the_largest_lr_within_the_band() -> None:
         ctl = fast(small_config(prefer_larger_lr=tol))
         run_job(ctl, NoisyQuadratic(seed=4))
         out = []
+        previous: float | None = None
         for s in ctl.stages:
             failed = [p.lr for p in s.probes if not p.ok and "rising" not in p.reason]
             probes = [(p.lr, p.forecast) for p in s.probes if p.ok and p.forecast is not None]
@@ -290,9 +297,11 @@ def test_prefer_larger_lr_trains_with_the_largest_lr_within_the_band() -> None:
             best_lr, best = min(probes, key=lambda p: p[1])
             start = s.baseline if s.baseline is not None else max(f for _, f in probes)
             progress = max(abs(start - best), max(f for _, f in probes) - best)
-            # within the band, at most one decade above the pick
-            band = [lr for lr, f in probes if f <= best + tol * progress and lr <= 10 * best_lr]
+            # within the band, at most one decade above the pick or the previous stage's LR
+            reach = 10 * max(best_lr, previous or 0.0)
+            band = [lr for lr, f in probes if f <= best + tol * progress and lr <= reach]
             out.append((s.chosen_lr, probes, max(band)))
+            previous = s.chosen_lr
         return out
 
     for chosen, _, expected in run(0.3):
@@ -550,7 +559,7 @@ def test_a_rollback_steps_down_at_most_a_decade() -> None:
         def propose(self, x_seen: list[float], y: list[float], **_: object) -> float:
             return self.units[len(x_seen)]
 
-        def choose(self, x_unit: list[float], y: list[float]) -> int:
+        def choose(self, x_unit: list[float], y: list[float], **_: object) -> int:
             return sorted(range(len(x_unit)), key=lambda i: x_unit[i])[1]
 
     cfg = small_config(min_lr=1e-6, max_lr=10.0, probes_per_stage=3)
@@ -636,7 +645,7 @@ class _FirstChoiceSearcher(RandomSearcher):
     """A searcher whose model prefers the first observation (a Searcher test double: a GP that
     interpolates noisy forecasts can put its minimum at any probe)."""
 
-    def choose(self, x_unit: list[float], y: list[float]) -> int:
+    def choose(self, x_unit: list[float], y: list[float], **_: object) -> int:
         return 0
 
 
@@ -744,3 +753,51 @@ def test_a_stage_whose_best_probe_forecasts_a_rise_steps_down() -> None:
     ctl.start()
     ctl._require_started().stages.append(stage)
     assert ctl._train_instruction(1, stage).lr == pytest.approx(1.0)
+
+
+class _RecordingSearcher(RandomSearcher):
+    """Remembers the noise variances ``choose`` was given (a Searcher test double)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.noise: list[float] | None = None
+
+    def choose(
+        self, x_unit: list[float], y: list[float], *, noise: list[float] | None = None
+    ) -> int:
+        self.noise = noise
+        return super().choose(x_unit, y, noise=noise)
+
+
+@pytest.mark.parametrize("forecast_noise", [True, False])
+def test_the_searcher_is_told_each_forecasts_variance(forecast_noise: bool) -> None:
+    """Variances in the searcher's normalized units: (standard error / forecast range)²,
+    the standard error being the probe's per-step noise over sqrt(steps / 4)."""
+    probes = [(0.001, 0.50, 0.1), (0.01, 0.40, 0.2), (0.1, 0.90, 0.0)]
+    searcher = _RecordingSearcher()
+    ctl, stage = _stage_with_probes(0, 1.0, probes, searcher=searcher)
+    ctl.config = ctl.config.model_copy(update={"forecast_noise": forecast_noise})
+    ctl._choose(stage)
+    if not forecast_noise:
+        assert searcher.noise is None
+        return
+    se = [noise / math.sqrt(20 / 4) for _, _, noise in probes]
+    assert searcher.noise == pytest.approx([(e / 0.5) ** 2 for e in se])
+
+
+@pytest.mark.parametrize(("previous", "chosen"), [(None, 0.02), (0.1, 0.3)])
+def test_prefer_larger_lr_reaches_a_decade_above_the_previous_stages_lr(
+    previous: float | None, chosen: float
+) -> None:
+    """Noisy forecasts led the search to LRs far below the one the previous stage trained
+    with (seen on the teacher task). 0.3 ties with the best forecast (within its noise) and
+    is more than a decade above it, but within a decade of the previous stage's LR, which a
+    whole stage has tested: it trains only when there is such a stage."""
+    probes = [(0.01, 0.300, 0.05), (0.02, 0.295, 0.05), (0.3, 0.300, 0.05)]
+    ctl, stage = _stage_with_probes(1, 0.31, probes)
+    if previous is not None:
+        ctl.start()
+        state = ctl._require_started()
+        state.stages[0].chosen_lr = previous
+        state.stages.append(stage)
+    assert stage.probes[ctl._choose(stage)].lr == chosen  # type: ignore[index]

@@ -328,6 +328,55 @@ def test_choose_by_posterior_mean_beats_raw_argmin() -> None:
     assert wins > 2 * losses
 
 
+def test_known_forecast_noise_brings_the_choice_closer_to_the_optimum() -> None:
+    # Six probes whose outcomes carry known, unequal noise (sd 0.025-0.075, up to 15% of the
+    # valley's range), as short probes' forecasts do. Told the variances, the GP smooths the
+    # noisy ones instead of interpolating them. 40 seeds: mean distance to the optimum 0.102
+    # with the variances, 0.125 without; closer in 9 seeds, farther in 1.
+    searcher = GPSearcher()
+    told: list[float] = []
+    untold: list[float] = []
+    for seed in range(40):
+        rng = random.Random(seed)
+        x_unit = [(i + rng.random()) / 6 for i in range(6)]
+        sds = [0.05 * (0.5 + rng.random()) for _ in x_unit]
+        y = [valley(x) + rng.gauss(0.0, sd) for x, sd in zip(x_unit, sds, strict=True)]
+        untold.append(abs(x_unit[searcher.choose(x_unit, y)] - VALLEY))
+        noise = [sd * sd for sd in sds]
+        told.append(abs(x_unit[searcher.choose(x_unit, y, noise=noise)] - VALLEY))
+    assert statistics.mean(told) < 0.9 * statistics.mean(untold)
+    wins = sum(t < u for t, u in zip(told, untold, strict=True))
+    losses = sum(t > u for t, u in zip(told, untold, strict=True))
+    assert wins > 3 * losses
+
+
+def test_known_noise_widens_the_posterior_at_noisy_observations() -> None:
+    x_unit, y = [0.1, 0.3, 0.5, 0.7, 0.9], [0.5, 0.0, 0.6, 0.3, 1.0]
+    mean, std = GPSearcher().posterior(x_unit, y, x_unit)
+    noisy_mean, noisy_std = GPSearcher().posterior(x_unit, y, x_unit, noise=[0.09] * 5)
+    assert max(abs(m - v) for m, v in zip(mean, y, strict=True)) < 0.05  # interpolates
+    assert max(abs(m - v) for m, v in zip(noisy_mean, y, strict=True)) > 0.2  # smooths
+    assert min(noisy_std) > 3 * max(std)
+
+
+@pytest.mark.parametrize(
+    ("noise", "message"),
+    [
+        ([0.1], "one variance per observation"),
+        ([0.1, -1.0], "noise\\[1\\]"),
+        ([0.1, math.nan], "finite"),
+    ],
+)
+@pytest.mark.parametrize("searcher", [RandomSearcher(), GPSearcher()])
+def test_bad_noise_is_rejected_with_the_offending_value(
+    searcher: RandomSearcher | GPSearcher, noise: list[float], message: str
+) -> None:
+    with pytest.raises(SearchInputError, match=message):
+        searcher.choose([0.2, 0.8], [1.0, 0.5], noise=noise)
+    with pytest.raises(SearchInputError, match=message):
+        searcher.propose([0.2, 0.8], [1.0, 0.5], seed=0, noise=noise)
+
+
 def test_choose_uses_argmin_below_three_observations(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("autolr.search._gp._fit", _fail_fit)
     assert GPSearcher().choose([0.2, 0.8], [1.0, 0.5]) == 1
@@ -368,7 +417,8 @@ def test_a_failed_fit_is_a_search_error_and_choose_falls_back_to_argmin(
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 20])
-def test_map_loss_matches_gpytorch(n: int) -> None:
+@pytest.mark.parametrize("known_noise", [False, True])
+def test_map_loss_matches_gpytorch(n: int, known_noise: bool) -> None:
     # The fit uses a lean closure (map_loss) instead of GPyTorch's lazy-tensor MLL for
     # speed; it must be the same objective, value and gradients, at any hyperparameters.
     import torch
@@ -379,7 +429,10 @@ def test_map_loss_matches_gpytorch(n: int) -> None:
 
     rng = random.Random(n)
     x_unit = [rng.random() for _ in range(n)]
-    model, mll = build_model(x_unit, [valley(x) + rng.gauss(0.0, 0.05) for x in x_unit])
+    y = [valley(x) + rng.gauss(0.0, 0.05) for x in x_unit]
+    # with known variances the likelihood's noise is per observation (fixed + learned)
+    known = [rng.uniform(0.0, 0.01) for _ in x_unit] if known_noise else None
+    model, mll = build_model(x_unit, y, known)
     mll.train()
     parameters = get_parameters(mll, requires_grad=True)
     for lengthscale, outputscale, noise, constant in [
@@ -389,7 +442,10 @@ def test_map_loss_matches_gpytorch(n: int) -> None:
     ]:
         model.covar_module.base_kernel.lengthscale = lengthscale
         model.covar_module.outputscale = outputscale
-        model.likelihood.noise = noise
+        if known_noise:
+            model.likelihood.second_noise = noise
+        else:
+            model.likelihood.noise = noise
         model.mean_module.constant = constant
         reference = get_loss_closure_with_grads(mll, parameters=parameters)
         lean = ForwardBackwardClosure(lambda: map_loss(model), parameters)
