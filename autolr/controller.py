@@ -242,8 +242,11 @@ def _progress_scale(baseline: float | None, forecasts: Sequence[float]) -> float
     return max(abs(start - best), max(forecasts) - best)
 
 
-def _forecast_error(probe: ProbeRecord) -> float:
-    """A probe forecast's standard error from its loss noise: the SE of its last quarter."""
+def forecast_error(probe: ProbeRecord) -> float:
+    """A probe forecast's standard error from its loss noise: the SE of its last quarter.
+
+    Public because the server's dashboard draws the GP the search fitted, variances included.
+    """
     if not probe.noise or probe.steps <= 0:
         return 0.0
     return probe.noise / math.sqrt(max(1.0, probe.steps / 4))
@@ -257,7 +260,7 @@ def _forecasts_a_rise(stage: StageRecord, probe: ProbeRecord) -> bool:
     """
     if stage.baseline is None or probe.forecast is None or probe.source != "train":
         return False
-    err = _forecast_error(probe)
+    err = forecast_error(probe)
     return err > 0 and probe.forecast - stage.baseline > PREFER_Z * err
 
 
@@ -973,7 +976,7 @@ class Controller:
         if not self.config.forecast_noise:
             return None
         return [
-            (_forecast_error(p) / scale) ** 2 if p.ok and p.forecast is not None else 0.0
+            (forecast_error(p) / scale) ** 2 if p.ok and p.forecast is not None else 0.0
             for p in probes
         ]
 
@@ -1024,7 +1027,7 @@ class Controller:
             if previous is not None:
                 anchors.append(self.space.to_unit(previous))
             reach = max(anchors) + math.log(PREFER_MAX_RATIO) / self.space.log_width
-            err = [_forecast_error(stage.probes[i]) for i in healthy]
+            err = [forecast_error(stage.probes[i]) for i in healthy]
             band = y[pick] + tol * _progress_scale(stage.baseline, y)
             near = [
                 j

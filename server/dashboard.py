@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from html import escape
 
-from autolr.controller import SegmentRecord, StageRecord
+from autolr.controller import SegmentRecord, StageRecord, forecast_error
 from autolr.space import LogSpace
 
 #: Fill colours of the segment kinds (colour-blind-safe Okabe-Ito hues).
@@ -382,14 +382,17 @@ def loss_svg(segments: Sequence[SegmentRecord], *, frame: Frame | None = None) -
     return _svg(frame, label, body, "chart loss-chart")
 
 
-def stage_posterior(stage: StageRecord, space: LogSpace) -> Posterior | None:
+def stage_posterior(
+    stage: StageRecord, space: LogSpace, *, forecast_noise: bool = True
+) -> Posterior | None:
     """The GP posterior of the forecast loss over the LR range, fitted to a stage's probes.
 
     The GP is `autolr.search.GPSearcher`'s model, fitted to the healthy probes only (those with
     a forecast): the model ``choose`` uses to pick the stage's LR, so the curve's minimum among
     the probes is the chosen LR. Returns None with fewer than `MIN_PROBES_FOR_GP` healthy
     probes or when the fit fails: the dashboard then shows the probes alone. Results are cached
-    (a finished stage never changes), so reloading a page costs no fit.
+    (a finished stage never changes), so reloading a page costs no fit. With ``forecast_noise``
+    (the job's `TunerConfig` option) the GP is given each forecast's variance, as in the search.
     """
     healthy = [p for p in stage.probes if p.ok and p.forecast is not None]
     if len(healthy) < MIN_PROBES_FOR_GP:
@@ -397,6 +400,7 @@ def stage_posterior(stage: StageRecord, space: LogSpace) -> Posterior | None:
     return _fit_posterior(
         tuple(p.x_unit for p in healthy),
         tuple(float(p.forecast) for p in healthy if p.forecast is not None),
+        tuple(forecast_error(p) ** 2 for p in healthy) if forecast_noise else None,
         space.min_lr,
         space.max_lr,
     )
@@ -404,13 +408,17 @@ def stage_posterior(stage: StageRecord, space: LogSpace) -> Posterior | None:
 
 @lru_cache(maxsize=1024)
 def _fit_posterior(
-    x_unit: tuple[float, ...], y: tuple[float, ...], min_lr: float, max_lr: float
+    x_unit: tuple[float, ...],
+    y: tuple[float, ...],
+    noise: tuple[float, ...] | None,
+    min_lr: float,
+    max_lr: float,
 ) -> Posterior | None:
     from autolr.search import GPSearcher, SearchError, SearchInputError
 
     grid = [i / (POSTERIOR_POINTS - 1) for i in range(POSTERIOR_POINTS)]
     try:
-        mean, std = GPSearcher().posterior(x_unit, y, grid)
+        mean, std = GPSearcher().posterior(x_unit, y, grid, noise=noise)
     except (SearchError, SearchInputError):
         return None
     space = LogSpace(min_lr, max_lr)

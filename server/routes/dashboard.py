@@ -242,7 +242,7 @@ def job_body(detail: JobDetail, root: str) -> str:
         parts.append('<p class="note">No stage has started yet.</p>')
     parts.append('<div class="stages">')
     for stage in detail.stages:
-        parts.append(_stage_card(stage, space))
+        parts.append(_stage_card(stage, space, forecast_noise=detail.config.forecast_noise))
     parts.append("</div>")
     parts.append("<h2>Configuration</h2>" + _config_table(detail))
     parts.append(_segment_table(detail))
@@ -256,8 +256,8 @@ def _describe(inst: Instruction) -> str:
     return f"segment {inst.segment} ({inst.kind}, {inst.steps} steps at lr {ramp})"
 
 
-def _stage_card(stage: StageRecord, space: LogSpace) -> str:
-    posterior = charts.stage_posterior(stage, space)
+def _stage_card(stage: StageRecord, space: LogSpace, *, forecast_noise: bool) -> str:
+    posterior = charts.stage_posterior(stage, space, forecast_noise=forecast_noise)
     chosen = charts.fmt(stage.chosen_lr) if stage.chosen_lr is not None else "-"
     facts = [
         f"τ={stage.tau}",

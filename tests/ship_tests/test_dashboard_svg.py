@@ -54,8 +54,11 @@ def segment(
     )
 
 
-def probe(i: int, lr: float, forecast: float | None, reason: str = "") -> ProbeRecord:
+def probe(
+    i: int, lr: float, forecast: float | None, reason: str = "", noise: float = 0.0
+) -> ProbeRecord:
     return ProbeRecord(
+        noise=noise,
         probe=i,
         lr=lr,
         x_unit=SPACE.to_unit(lr),
@@ -229,6 +232,24 @@ def test_stage_posterior_fits_the_searchers_gp_to_healthy_probes() -> None:
     assert 0.02 < best < 0.12  # the valley is at 0.05
     assert all(s >= 0 for s in posterior.std)
     assert dashboard.stage_posterior(stage, SPACE) is posterior  # cached: reloads cost no fit
+
+
+def test_stage_posterior_is_given_the_forecasts_variances_like_the_search() -> None:
+    # noisy probes (per-step noise 0.5 over 20 steps: standard error 0.22, a third of the
+    # forecasts' range): told the variances, the curve smooths them and is less sure
+    lrs = [0.002, 0.01, 0.05, 0.2, 0.8]
+    forecasts = [0.9, 0.3, 0.6, 0.2, 0.8]
+    probes = [
+        probe(i, lr, f, noise=0.5) for i, (lr, f) in enumerate(zip(lrs, forecasts, strict=True))
+    ]
+    stage = StageRecord(
+        stage=0, tau=100, probe_steps=20, start_step=0, source="train", probes=probes
+    )
+    told = dashboard.stage_posterior(stage, SPACE)
+    untold = dashboard.stage_posterior(stage, SPACE, forecast_noise=False)
+    assert told is not None and untold is not None
+    assert max(told.mean) - min(told.mean) < 0.8 * (max(untold.mean) - min(untold.mean))
+    assert min(told.std) > min(untold.std)
 
 
 def test_stage_posterior_needs_three_healthy_probes() -> None:
