@@ -252,6 +252,19 @@ def forecast_error(probe: ProbeRecord) -> float:
     return probe.noise / math.sqrt(max(1.0, probe.steps / 4))
 
 
+def _cannot_rank(probes: Sequence[ProbeRecord]) -> bool:
+    """Are all these forecasts within PREFER_Z standard errors of each other (≥ 3 probes)?
+
+    The spread is compared with the difference of two typical (median) forecast errors.
+    """
+    forecasts = [p.forecast for p in probes if p.forecast is not None]
+    errors = sorted(forecast_error(p) for p in probes)
+    if len(forecasts) < 3 or errors[len(errors) // 2] <= 0:
+        return False
+    spread = max(forecasts) - min(forecasts)
+    return spread <= PREFER_Z * math.sqrt(2.0) * errors[len(errors) // 2]
+
+
 def _forecasts_a_rise(stage: StageRecord, probe: ProbeRecord) -> bool:
     """Does ``probe`` forecast a loss significantly above the stage's start (train losses)?
 
@@ -994,6 +1007,13 @@ class Controller:
             return None
         x = [stage.probes[i].x_unit for i in healthy]
         y = [stage.probes[i].forecast or 0.0 for i in healthy]
+        if stage.stage == 0 and _cannot_rank([stage.probes[i] for i in healthy]):
+            # Every forecast is within the noise of every other: the probes cannot rank the LRs
+            # (seen: a CNN on its initial plateau, where 20-step probes of 4e-5..4e-3 all
+            # forecast ln 10 and the noise picked 4e-5; the run never left the plateau). Train
+            # at the largest healthy LR, the one whose steps can leave a plateau. Stage 0 only:
+            # later stages start from a trained model, and prefer_larger_lr handles their ties.
+            return max(healthy, key=lambda i: stage.probes[i].lr)
         y_unit, y_scale = _normalized(y)
         noise = self._variances([stage.probes[i] for i in healthy], y_scale)
         try:

@@ -801,3 +801,23 @@ def test_prefer_larger_lr_reaches_a_decade_above_the_previous_stages_lr(
         state.stages[0].chosen_lr = previous
         state.stages.append(stage)
     assert stage.probes[ctl._choose(stage)].lr == chosen  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("forecasts", "chosen"),
+    [
+        # a plateau: every forecast within noise of every other (SE 0.015/sqrt(5) = 0.0067)
+        ([2.300, 2.312, 2.305, 2.309], 0.3),
+        # the same LRs with forecasts that rank them: the best one trains
+        ([2.300, 1.900, 2.100, 2.200], 0.01),
+    ],
+)
+def test_stage_0_trains_at_the_largest_lr_when_its_probes_cannot_rank_the_lrs(
+    forecasts: list[float], chosen: float
+) -> None:
+    """Seen on a CNN at its initial plateau: 20-step probes of 4e-5..4e-3 all forecast ln 10,
+    noise picked the smallest LR and the run never left the plateau."""
+    lrs = [0.002, 0.01, 0.05, 0.3]
+    probes = [(lr, f, 0.015) for lr, f in zip(lrs, forecasts, strict=True)]
+    ctl, stage = _stage_with_probes(0, 2.31, probes)
+    assert stage.probes[ctl._choose(stage)].lr == chosen  # type: ignore[index]
