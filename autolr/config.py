@@ -14,6 +14,10 @@ from autolr.errors import ConfigError
 
 LossSource = Literal["train", "val", "auto"]
 
+#: Largest step count a config accepts: 2**53 is exact in a JSON number and a float, and fits the
+#: 64-bit integer columns of the server's database (a fuzzed 2.5e21 budget made SQLite overflow).
+MAX_STEPS = 2**53
+
 
 class TunerConfig(BaseModel):
     """The configuration of one tuning job.
@@ -37,21 +41,30 @@ class TunerConfig(BaseModel):
     min_lr: float = Field(1e-5, gt=0, description="Smallest LR the search may try.")
     max_lr: float = Field(1.0, gt=0, description="Largest LR the search may try.")
     # Paper (Sec. 4): τ starts at 1000 steps and doubles up to τ_max = 8000.
-    tau_min: int = Field(1000, ge=1, description="Steps of the first stage's train segment.")
-    tau_max: int = Field(8000, ge=1, description="Largest stage length τ reaches by doubling.")
+    tau_min: int = Field(
+        1000, ge=1, le=MAX_STEPS, description="Steps of the first stage's train segment."
+    )
+    tau_max: int = Field(
+        8000, ge=1, le=MAX_STEPS, description="Largest stage length τ reaches by doubling."
+    )
     # Paper and reference: k = 10 probes per stage, each τ' = τ/10 steps (search = training).
     probes_per_stage: int = Field(10, ge=1, le=100, description="Probes (k) per stage.")
     # ours: 0.05 instead of the paper's 0.1 keeps later stages' probes cheap under probe_budget
     probe_fraction: float = Field(0.05, gt=0, le=1, description="Probe length τ'/τ.")
     # AutoLRS pitfall 4: under 17 points the forecaster's outlier filter collapses.
-    min_probe_steps: int = Field(20, ge=8, description="Lower bound on τ' in steps.")
+    min_probe_steps: int = Field(20, ge=8, le=MAX_STEPS, description="Lower bound on τ' in steps.")
     # Budget scaling (ours): 3 stages (plus the anneal) leave the schedule room to adapt; more
     # stages on a small budget made every stage mostly probes.
     min_stages: int = Field(3, ge=1, le=64, description="Stages that must fit in total_steps.")
     total_steps: int | None = Field(
-        None, ge=1, description="Step budget, probe steps included; None runs stages forever."
+        None,
+        ge=1,
+        le=MAX_STEPS,
+        description="Step budget, probe steps included; None runs stages forever.",
     )
-    warmup_steps: int = Field(0, ge=0, description="Steps of linear warmup before stage 0.")
+    warmup_steps: int = Field(
+        0, ge=0, le=MAX_STEPS, description="Steps of linear warmup before stage 0."
+    )
     warmup_lr: float | None = Field(
         None, gt=0, description="LR at the end of warmup (ramp from min_lr); default √(min·max)."
     )

@@ -100,3 +100,10 @@ def test_minimum_budget_is_exactly_feasible() -> None:
 def test_warmup_lr_defaults_to_geometric_middle() -> None:
     cfg = TunerConfig(min_lr=1e-4, max_lr=1e-2, warmup_steps=100)
     assert cfg.effective_warmup_lr == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("field", ["total_steps", "tau_min", "tau_max", "warmup_steps"])
+def test_step_counts_beyond_2_to_the_53_are_rejected_with_the_field_named(field: str) -> None:
+    # 2.5e21 steps once reached the server's database and overflowed its integer column (a 500)
+    with pytest.raises(ConfigError, match=field):
+        TunerConfig.build(**{field: 2_489_185_677_083_910_078_464})

@@ -28,6 +28,12 @@ def _create_raw(client: TestClient, text: str) -> Any:
         ({**SMALL_JOB, "min_lr": "x"}, ["body", "min_lr"], "min_lr='x'"),
         ({**SMALL_JOB, "tau_mni": 5}, ["body", "tau_mni"], "tau_mni: unknown field"),
         ({**SMALL_JOB, "loss_source": "test"}, ["body", "loss_source"], "loss_source='test'"),
+        # found by the schema fuzzer: this budget overflowed the database's integer column (500)
+        (
+            {**SMALL_JOB, "total_steps": 2_489_185_677_083_910_078_464},
+            ["body", "total_steps"],
+            "total_steps=2489185677083910078464",
+        ),
     ],
 )
 def test_config_field_errors_are_422_naming_field_and_value(
