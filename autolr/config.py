@@ -117,6 +117,14 @@ class TunerConfig(BaseModel):
     forecast_noise: bool = Field(
         True, description="Give the GP each forecast's variance (from its probe's loss noise)."
     )
+    # A later stage's pick comes from a few short probes; the previous stage's LR has been
+    # tested by a whole stage. A move the forecasts cannot tell from noise goes half-way
+    # (README, "Schedule quality": the char LM's stage-2 ties moved it 3x up or down).
+    damp_moves: bool = Field(
+        True,
+        description="Move a later stage only half-way (in log LR) from the previous stage's "
+        "LR unless its pick's forecast beats that LR's probe by 2 standard errors.",
+    )
     reuse_best_probe: bool = Field(
         True, description="Train on from the best probe's end state instead of the snapshot."
     )
@@ -212,6 +220,7 @@ class TunerConfig(BaseModel):
             "anneal_fraction": 0.0,
             "prefer_larger_lr": 0.0,
             "forecast_noise": False,
+            "damp_moves": False,
             "probe_budget": None,
             "probe_fraction": 0.1,
         }

@@ -269,6 +269,8 @@ def _stage_card(stage: StageRecord, space: LogSpace, *, forecast_noise: bool) ->
         facts.append("search stopped early")
     if stage.reused_probe is not None:
         facts.append(f"trained on from probe {stage.reused_probe}")
+    if stage.damped_from is not None:
+        facts.append(f"half-way to the pick {charts.fmt(stage.damped_from)} (within noise)")
     rows = []
     for p in stage.probes:
         outcome = charts.fmt(p.forecast) if p.ok and p.forecast is not None else p.reason

@@ -821,3 +821,48 @@ def test_stage_0_trains_at_the_largest_lr_when_its_probes_cannot_rank_the_lrs(
     probes = [(lr, f, 0.015) for lr, f in zip(lrs, forecasts, strict=True)]
     ctl, stage = _stage_with_probes(0, 2.31, probes)
     assert stage.probes[ctl._choose(stage)].lr == chosen  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("noise", "damp", "chosen"),
+    [
+        (0.1, True, math.sqrt(0.01 * 0.03)),  # 0.02 better, 0.32 standard errors: half-way
+        (0.001, True, 0.03),  # the same difference with quiet losses: 32 SE, the move is earned
+        (0.1, False, 0.03),  # option off: the pick trains
+    ],
+)
+def test_a_later_stage_moves_half_way_unless_its_pick_beats_the_previous_lr(
+    noise: float, damp: bool, chosen: float
+) -> None:
+    """Seen on the char LM: stage 2's three 20-step probes forecast 2.25 (the previous stage's
+    0.012), 2.30 and 2.32 (0.037) with 0.07 standard errors; the tie rule moved the stage to
+    0.037 and the run ended 1.877 against 1.82 for the seeds that stayed. A whole stage has
+    tested the previous LR: a move the forecasts cannot tell from noise goes half-way (in log
+    LR), still from the pick's probe state (its 20 steps count)."""
+    probes = [(0.01, 0.50, noise), (0.03, 0.48, noise), (0.3, 0.90, noise)]
+    ctl, stage = _stage_with_probes(1, 0.52, probes)
+    ctl.config = ctl.config.model_copy(update={"damp_moves": damp})
+    ctl.start()
+    state = ctl._require_started()
+    state.stages[0].chosen_lr = 0.01
+    state.stages.append(stage)
+    stage.best_saved = 1
+    instruction = ctl._train_instruction(0, stage)
+    assert stage.chosen_lr == pytest.approx(chosen)
+    assert instruction.lr == pytest.approx(chosen)
+    assert stage.damped_from == (0.03 if chosen != 0.03 else None)
+    assert stage.chosen_probe == 1 and stage.reused_probe == 1
+    assert instruction.restore_best and not instruction.restore
+    assert stage.train_steps == 200 - 20  # τ less the reused probe's steps
+
+
+def test_damping_needs_a_probe_at_the_previous_lr() -> None:
+    """Without one (warm start off, or its probe failed) there is nothing to compare with."""
+    probes = [(0.02, 0.50, 0.1), (0.03, 0.48, 0.1)]
+    ctl, stage = _stage_with_probes(1, 0.52, probes)
+    ctl.start()
+    state = ctl._require_started()
+    state.stages[0].chosen_lr = 0.01
+    state.stages.append(stage)
+    ctl._train_instruction(0, stage)
+    assert stage.chosen_lr == 0.03 and stage.damped_from is None

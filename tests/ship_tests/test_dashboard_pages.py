@@ -134,6 +134,16 @@ def test_user_controlled_text_is_escaped_in_the_page(
     assert "<img" not in html and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
 
 
+def test_a_damped_stage_says_which_pick_it_moved_half_way_to(
+    live_server: ServerProcess, finished_job: dict[str, Any]
+) -> None:
+    detail = _detail(live_server, finished_job)
+    assert "half-way to the pick" not in job_body(JobDetail.model_validate(detail), "")
+    detail["stages"][1]["damped_from"] = 0.0375
+    html = job_body(JobDetail.model_validate(detail), "")
+    assert "half-way to the pick 0.0375 (within noise)" in html
+
+
 def _token(job: dict[str, Any]) -> dict[str, str]:
     return {"token": job["token"]}
 
