@@ -12,9 +12,10 @@ on a train segment, never on a probe.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -285,6 +286,20 @@ def _blew_up(probe: ProbeRecord) -> bool:
     stability, so it must not put an LR ceiling on the stage.
     """
     return not probe.ok and ("non-finite" in probe.reason or "exploding" in probe.reason)
+
+
+def _takes_noise(method: Callable[..., Any]) -> bool:
+    """Does a searcher method accept ``noise=``? Searchers written before the keyword joined
+    the protocol do not; they get the forecasts alone instead of failing every decision."""
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a C callable): pass it
+        return True
+    return any(p.name == "noise" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _noise_kwargs(method: Callable[..., Any], noise: list[float] | None) -> dict[str, Any]:
+    return {"noise": noise} if noise is not None and _takes_noise(method) else {}
 
 
 def _derive_seed(seed: int, stage: int, probe: int) -> int:
@@ -820,9 +835,12 @@ class Controller:
         try:
             decide = getattr(self.searcher, "decide", None)
             if decide is not None:
-                x_next, gain = decide(x_seen, y, seed=seed, bounds=stage.bounds, noise=noise)
+                extra = _noise_kwargs(decide, noise)
+                x_next, gain = decide(x_seen, y, seed=seed, bounds=stage.bounds, **extra)
                 return float(x_next), float(gain) * y_scale
-            x_next = self.searcher.propose(x_seen, y, seed=seed, bounds=stage.bounds, noise=noise)
+            propose = self.searcher.propose
+            extra = _noise_kwargs(propose, noise)
+            x_next = propose(x_seen, y, seed=seed, bounds=stage.bounds, **extra)
             return x_next, math.inf
         except Exception as exc:  # the job must go on: fall back to random search
             stage.search_fallbacks.append(f"probe {i}: {type(exc).__name__}: {exc}"[:300])
@@ -1048,7 +1066,7 @@ class Controller:
         y_unit, y_scale = _normalized(y)
         noise = self._variances([stage.probes[i] for i in healthy], y_scale)
         try:
-            pick = self.searcher.choose(x, y_unit, noise=noise)
+            pick = self.searcher.choose(x, y_unit, **_noise_kwargs(self.searcher.choose, noise))
         except Exception as exc:
             stage.search_fallbacks.append(f"choose: {type(exc).__name__}: {exc}"[:300])
             pick = min(range(len(y)), key=lambda j: (y[j], j))

@@ -65,7 +65,8 @@ class Searcher(Protocol):
             seed: all randomness of the proposal derives from it.
             bounds: the sub-interval of [0, 1] to propose from.
             noise: known variances of ``y`` (length n, each finite and ≥ 0) or None; a
-                searcher may ignore them but must validate them.
+                searcher may ignore them but must validate them. Optional in the protocol:
+                the controller calls a method without the keyword with the outcomes alone.
 
         Returns:
             A point in [0, 1], at least the searcher's ``min_distance`` from every observed

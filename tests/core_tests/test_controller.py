@@ -866,3 +866,30 @@ def test_damping_needs_a_probe_at_the_previous_lr() -> None:
     state.stages.append(stage)
     ctl._train_instruction(0, stage)
     assert stage.chosen_lr == 0.03 and stage.damped_from is None
+
+
+class _LegacySearcher:
+    """A third-party searcher written before ``noise=`` joined the Searcher protocol."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def propose(
+        self, x_unit: list[float], y: list[float], *, seed: int, bounds: tuple[float, float]
+    ) -> float:
+        self.calls += 1
+        lo, hi = bounds
+        return lo + (hi - lo) * ((seed % 997) / 997)
+
+    def choose(self, x_unit: list[float], y: list[float]) -> int:
+        self.calls += 1
+        return min(range(len(y)), key=lambda i: y[i])
+
+
+def test_a_searcher_without_the_noise_keyword_still_decides() -> None:
+    """It gets the forecasts alone: no decision falls back to random search for a TypeError."""
+    searcher = _LegacySearcher()
+    ctl = Controller(TunerConfig(**SMALL), searcher=searcher)  # type: ignore[arg-type]
+    run_job(ctl, NoisyQuadratic(seed=3))
+    assert ctl.finished and searcher.calls > 0
+    assert all(not s.search_fallbacks for s in ctl.stages)
