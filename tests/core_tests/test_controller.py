@@ -810,6 +810,9 @@ def test_prefer_larger_lr_reaches_a_decade_above_the_previous_stages_lr(
         ([2.300, 2.312, 2.305, 2.309], 0.3),
         # the same LRs with forecasts that rank them: the best one trains
         ([2.300, 1.900, 2.100, 2.200], 0.01),
+        # a plateau whose largest LR forecasts a significant rise over the start (2.31): the
+        # largest LR that does not trains
+        ([2.308, 2.310, 2.315, 2.325], 0.05),
     ],
 )
 def test_stage_0_trains_at_the_largest_lr_when_its_probes_cannot_rank_the_lrs(
