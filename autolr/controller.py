@@ -267,6 +267,11 @@ def _cannot_rank(probes: Sequence[ProbeRecord]) -> bool:
     return spread <= PREFER_Z * math.sqrt(2.0) * errors[len(errors) // 2]
 
 
+def _gap_error(a: ProbeRecord, b: ProbeRecord) -> float:
+    """Standard error of the difference between two probes' forecasts (independent noise)."""
+    return math.hypot(forecast_error(a), forecast_error(b))
+
+
 def _forecasts_a_rise(stage: StageRecord, probe: ProbeRecord) -> bool:
     """Does ``probe`` forecast a loss significantly above the stage's start (train losses)?
 
@@ -916,11 +921,11 @@ class Controller:
             # the LR range searched is wrong (seen: 4 probes for a whole short run, stage 1
             # trained on at an LR of 1.0 that had killed the model); step down instead
             lr, idx = max(self.config.min_lr, lr / ROLLBACK_FALLBACK), None
-        if idx is not None and self._move_is_noise(stage, stage.probes[idx]):
+        held = self._held_lr(stage, stage.probes[idx]) if idx is not None else None
+        if held is not None:
             # train half-way between the previous stage's LR and the pick's; the pick's probe
             # state is still reused below (its τ' steps are a few steps at a nearby LR)
-            previous = self._previous_lr() or lr
-            stage.damped_from, lr = lr, math.sqrt(previous * lr)
+            stage.damped_from, lr = lr, math.sqrt(held * lr)
         stage.chosen_lr, stage.chosen_probe = lr, idx
         # Reuse the chosen probe's τ' steps when its end state is at hand: it is the probe just
         # run (train on from here), or the one kept in the best-probe slot.
@@ -1017,30 +1022,26 @@ class Controller:
             for p in probes
         ]
 
-    def _move_is_noise(self, stage: StageRecord, pick: ProbeRecord) -> bool:
-        """With ``damp_moves``: does ``pick`` leave the previous stage's LR on noise alone?
+    def _held_lr(self, stage: StageRecord, pick: ProbeRecord) -> float | None:
+        """With ``damp_moves``: the previous stage's LR when ``pick`` leaves it on noise alone.
 
         The previous LR has been tested by a whole stage; the pick by one short probe. The move
         counts as earned when the pick's forecast beats the probe of the previous LR (warm
         start probes it first) by PREFER_Z standard errors of their difference; without such a
-        probe there is nothing to compare with and the pick trains. Five seeds, three tasks: the
+        probe there is nothing to compare with and the pick trains (None). Five seeds, three tasks: the
         char LM 1.844 -> 1.827 (its tie moves went 3x up or down), digits 0.0505 -> 0.0439, the
         teacher 0.0828 -> 0.0831.
         """
         previous = self._previous_lr()
-        if not self.config.damp_moves or previous is None:
-            return False
+        if not self.config.damp_moves or previous is None or pick.forecast is None:
+            return None
         if math.isclose(pick.lr, previous, rel_tol=1e-6):
-            return False
-        held = [
-            p
-            for p in stage.probes
-            if p.ok and p.forecast is not None and math.isclose(p.lr, previous, rel_tol=1e-6)
-        ]
-        if not held or pick.forecast is None:
-            return False
-        gain = (held[0].forecast or 0.0) - pick.forecast
-        return gain < PREFER_Z * math.hypot(forecast_error(held[0]), forecast_error(pick))
+            return None
+        for p in stage.probes:
+            if p.ok and p.forecast is not None and math.isclose(p.lr, previous, rel_tol=1e-6):
+                earned = p.forecast - pick.forecast >= PREFER_Z * _gap_error(p, pick)
+                return None if earned else previous
+        return None
 
     def _choose(self, stage: StageRecord) -> int | None:
         """Index of the probe to train with: lowest GP posterior mean among healthy probes."""
@@ -1099,14 +1100,14 @@ class Controller:
             if previous is not None:
                 anchors.append(self.space.to_unit(previous))
             reach = max(anchors) + math.log(PREFER_MAX_RATIO) / self.space.log_width
-            err = [forecast_error(stage.probes[i]) for i in healthy]
+            probes = [stage.probes[i] for i in healthy]
             band = y[pick] + tol * _progress_scale(stage.baseline, y)
             near = [
                 j
                 for j in range(len(y))
                 if x[j] <= reach + 1e-12
-                and not _forecasts_a_rise(stage, stage.probes[healthy[j]])
-                and (y[j] <= band or y[j] - y[pick] <= TIE_Z * math.hypot(err[pick], err[j]))
+                and not _forecasts_a_rise(stage, probes[j])
+                and (y[j] <= band or y[j] - y[pick] <= TIE_Z * _gap_error(probes[pick], probes[j]))
             ] or [pick]
             pick = max(near, key=lambda j: x[j])
         return healthy[pick]
