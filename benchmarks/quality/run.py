@@ -1,22 +1,28 @@
 """Schedule-quality benchmark: autolr against tuned baseline schedules at the same step budget.
 
     python benchmarks/quality/run.py                       # everything (resumes from the cache)
+    python benchmarks/quality/run.py --split held-out      # the held-out tasks only
     python benchmarks/quality/run.py --tasks digits --methods cosine,autolr --jobs 2
     python benchmarks/quality/run.py --autolr-variant "paperlike:kappa=100,initial_probes=10"
 
-For every task: constant, cosine (5% warmup), linear decay (5% warmup), step decay (×0.1 at 50%
-and 75%) and Schedule-Free, each over a 7-point log grid of peak LRs (seed 0), then the best grid
-point of the best family on the extra seeds; autolr (and any variants) on every seed with an LR
-range one decade wider than the grid on each side. Every method gets the same number of
-optimizer steps; autolr's probe steps count against that budget. Finished runs are cached in
-``<out>/quality_cache.json`` (keyed by task, method, config, LR, seed and scale), so an
-interrupted benchmark resumes where it stopped. Results: ``quality.json``, ``quality.md`` and
-``quality_<task>.png`` in ``--out``.
+For every task: each baseline family (by default cosine and linear decay, both with 5% warmup,
+and Schedule-Free; constant and step decay on request) over a 7-point log grid of peak LRs on
+seed 0, then that family's best grid LR on seeds 1..N-1; autolr (defaults), the paper's method
+(``autolrs`` = ``TunerConfig.autolrs()``) and any variants on seeds 0..N-1, with an LR range one
+decade wider than the grid on each side (``Task.autolr_range``). Every method gets the same
+number of optimizer steps; autolr's probe steps count against that budget. Finished runs are
+cached in ``<out>/quality_cache.json`` (keyed by task, method, config, LR, seed and scale; autolr
+keys include a digest of the autolr/ and client/ sources, so a changed controller reruns and the
+baselines do not); ``<out>/quality_baselines.json`` (committed) holds baseline runs read before
+that. An interrupted benchmark resumes where it stopped. Results: ``quality.json``,
+``quality.md`` and ``quality_<task>.png`` in ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import functools
 import hashlib
 import itertools
@@ -25,7 +31,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,21 +42,52 @@ sys.path.insert(0, str(HERE))
 
 import report  # noqa: E402
 import schedules  # noqa: E402
-from tasks import TASKS  # noqa: E402
+from tasks import SPLITS, TASKS  # noqa: E402
 
 #: Bump when a change to the harness or the tasks invalidates cached runs.
-HARNESS_VERSION = 1
+#: 2: a run stopped by a loss above 1e6 records final_val None (diverged); autolr keys hold the
+#: LR range and the config preset.
+HARNESS_VERSION = 2
 #: Validation points per run: every 5% of the budget (plus step 0).
 EVAL_POINTS = 20
 #: Per-step traces (LR) are stored at most this many points per run.
 TRACE_POINTS = 1000
 BASELINES = ("constant", "cosine", "linear", "step", "schedulefree")
-#: Named autolr configurations selectable with --methods (TunerConfig overrides).
-PRESETS: dict[str, dict[str, Any]] = {
+#: The baseline families run by default (the issue's: best-of-grid cosine, linear decay to zero,
+#: Schedule-Free); constant and step decay still run when --methods names them.
+DEFAULT_BASELINES = ("cosine", "linear", "schedulefree")
+#: TunerConfig constructors a method can start from (``preset=`` in --autolr-variant).
+CONFIG_PRESETS = ("autolrs",)
+
+
+@dataclass(frozen=True)
+class AutolrMethod:
+    """An autolr configuration: a TunerConfig preset (None: the defaults) plus overrides."""
+
+    preset: str | None = None
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+
+#: Named autolr configurations selectable with --methods.
+PRESETS: dict[str, AutolrMethod] = {
+    # the paper's method as published: TunerConfig.autolrs(), every option beyond AutoLRS off
+    "autolrs": AutolrMethod(preset="autolrs"),
     # the AutoLRS reference's search behaviour as far as TunerConfig can express it: all probes
     # space-filling (κ=1e6 made the reference's BO a fixed grid; κ is capped at 100 here)
-    "autolr-paperlike": {"initial_probes": 10, "kappa": 100.0},
+    "autolr-paperlike": AutolrMethod(overrides=(("initial_probes", 10), ("kappa", 100.0))),
 }
+DEFAULT_METHODS = (*DEFAULT_BASELINES, "autolr", "autolrs")
+
+
+def build_config(preset: str | None, **fields: Any) -> Any:
+    """The TunerConfig of a run: ``TunerConfig.<preset>(**fields)`` or ``TunerConfig.build``."""
+    from autolr import TunerConfig
+
+    if preset is None:
+        return TunerConfig.build(**fields)
+    if preset not in CONFIG_PRESETS:
+        raise ValueError(f"unknown config preset {preset!r}; choose from {CONFIG_PRESETS}")
+    return getattr(TunerConfig, preset)(**fields)
 
 
 @functools.cache
@@ -73,6 +110,7 @@ class RunSpec:
     seed: int
     scale: float
     overrides: tuple[tuple[str, Any], ...] = ()  # TunerConfig overrides (autolr methods)
+    preset: str | None = None  # TunerConfig preset (autolr methods); None: the defaults
 
     @property
     def is_autolr(self) -> bool:
@@ -82,11 +120,11 @@ class RunSpec:
         # The defaults are part of the key: a run cached under other TunerConfig defaults
         # (e.g. before the "beyond AutoLRS" options became default) must not be reused.
         if self.is_autolr:
-            from autolr import TunerConfig
-
             cfg = json.dumps(
                 {
-                    "defaults": TunerConfig().model_dump(mode="json"),
+                    "defaults": build_config(self.preset).model_dump(mode="json"),
+                    "preset": self.preset,
+                    "range": list(TASKS[self.task].autolr_range()),
                     "code": _autolr_code_digest(),
                     **dict(self.overrides),
                 },
@@ -149,7 +187,6 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     torch.set_num_threads(1)
     task = TASKS[spec.task]
     total = task.budget(spec.scale)
-    grid = task.grid()
     evals = set(_eval_steps(total))
     stride = _stride(total)
     setup = task.make(spec.seed)
@@ -161,17 +198,21 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         from autolr.client import AutoLR
 
         opt = setup.optimizer(task.lr_center)
-        min_lr, max_lr = grid[0] / 10, grid[-1] * 10
-        tuner = AutoLR(
-            model,
-            opt,
+        min_lr, max_lr = task.autolr_range()
+        config = build_config(
+            spec.preset,
             min_lr=min_lr,
             max_lr=max_lr,
             total_steps=total,
-            val_fn=lambda: setup.val_loss(model),
             seed=spec.seed,
-            strict=True,  # a failing controller must fail the run, not detach
             **dict(spec.overrides),
+        )
+        tuner = AutoLR(
+            model,
+            opt,
+            config=config,
+            val_fn=lambda: setup.val_loss(model),
+            strict=True,  # a failing controller must fail the run, not detach
         )
         mult = None
     else:
@@ -225,8 +266,9 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     wall = time.perf_counter() - start
 
     final = _finite(validate())
-    if final is None:
-        diverged = True
+    if diverged or final is None:
+        # stopped by a non-finite or exploding loss: the run failed, whatever its val loss
+        diverged, final = True, None
     rec: dict[str, Any] = {
         "task": spec.task,
         "method": spec.method,
@@ -244,6 +286,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         "lr_trace_stride": stride,
         "wall_s": round(wall, 2),
         "overrides": dict(spec.overrides),
+        "preset": spec.preset,
         "key": spec.key(),
         "code": _autolr_code_digest() if spec.is_autolr else None,
     }
@@ -271,21 +314,77 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
+#: The committed baseline runs (``--export-baselines`` writes it), read before the cache.
+BASELINE_FILE = "quality_baselines.json"
+
+
+def baseline_lr_trace(rec: dict[str, Any]) -> list[float]:
+    """The LR trace of a baseline run, rebuilt from its schedule (the exported file omits it)."""
+    total, lr = rec["budget"], rec["lr"]
+    if rec["method"] == "schedulefree":
+        mult, peak = schedules.schedulefree_nominal, lr
+    else:
+        # as run_one computes the first group's peak (bit for bit)
+        mult, peak = schedules.SCHEDULES[rec["method"]], lr * lr / lr
+    return [peak * mult(t, total) for t in range(0, rec["steps_run"], rec["lr_trace_stride"])]
+
+
 class Cache:
-    def __init__(self, path: Path) -> None:
+    """Finished runs by key: ``<out>/quality_cache.json``, over the committed baseline runs.
+
+    Writes merge with what is on disk under a lock, so two benchmarks writing to the same
+    folder (two engineers, two terminals) do not drop each other's runs.
+    """
+
+    def __init__(self, path: Path, baselines: Path | None = None) -> None:
         self.path = path
+        self.frozen: dict[str, Any] = {}
+        if baselines is not None and baselines.exists():
+            for key, rec in json.loads(baselines.read_text()).items():
+                if "lr_trace" not in rec:
+                    rec["lr_trace"] = baseline_lr_trace(rec)
+                self.frozen[key] = rec
         self.data: dict[str, Any] = {}
         if path.exists():
             self.data = json.loads(path.read_text())
 
     def get(self, spec: RunSpec) -> dict[str, Any] | None:
-        return self.data.get(spec.key())
+        key = spec.key()
+        return self.data.get(key) or self.frozen.get(key)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # the folder is the lock (no lock file to leave behind; the cache file itself is
+        # replaced on every write, so a lock on it would not exclude anyone)
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def put(self, rec: dict[str, Any]) -> None:
-        self.data[rec["key"]] = rec
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data))
-        os.replace(tmp, self.path)
+        with self._locked():
+            if self.path.exists():
+                on_disk = json.loads(self.path.read_text())
+                self.data = {**on_disk, **self.data}
+            self.data[rec["key"]] = rec
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.data))
+            os.replace(tmp, self.path)
+
+    def export_baselines(self, path: Path) -> int:
+        """Write every baseline run (cache and committed file) to ``path``, without LR traces
+        (rebuilt on load); returns the number of runs."""
+        runs = {
+            k: {f: v for f, v in rec.items() if f != "lr_trace"}
+            for k, rec in sorted({**self.frozen, **self.data}.items())
+            if rec["family"] in BASELINES and k.startswith(f"v{HARNESS_VERSION}|")
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(runs, indent=0, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+        return len(runs)
 
 
 def _fmt_time(seconds: float) -> str:
@@ -382,38 +481,60 @@ def _parse_pairs(items: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def _validate_overrides(
-    name: str, overrides: dict[str, Any], tasks: list[str], scale: float
-) -> None:
-    from autolr.config import TunerConfig
-
+def _validate(name: str, method: AutolrMethod, tasks: list[str], scale: float) -> None:
     for t in tasks:
         task = TASKS[t]
-        grid = task.grid()
+        min_lr, max_lr = task.autolr_range()
         try:
-            TunerConfig.build(
-                min_lr=grid[0] / 10,
-                max_lr=grid[-1] * 10,
+            build_config(
+                method.preset,
+                min_lr=min_lr,
+                max_lr=max_lr,
                 total_steps=task.budget(scale),
-                **overrides,
+                **dict(method.overrides),
             )
         except ValueError as exc:
             raise SystemExit(f"{name} on {t}: {exc}") from None
+
+
+def _variant(text: str) -> tuple[str, AutolrMethod]:
+    name, _, rest = text.partition(":")
+    if not name or name in BASELINES:
+        raise SystemExit(f"bad --autolr-variant {text!r}: expected NAME:key=value,...")
+    fields = _parse_pairs([rest])
+    preset = fields.pop("preset", None)
+    if preset is not None and preset not in CONFIG_PRESETS:
+        raise SystemExit(f"bad --autolr-variant {text!r}: preset must be one of {CONFIG_PRESETS}")
+    return name, AutolrMethod(preset, tuple(sorted(fields.items())))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--tasks", default=",".join(TASKS), help=f"comma list of {', '.join(TASKS)}")
+    p.add_argument(
+        "--split",
+        choices=("all", *SPLITS),
+        default="all",
+        help="the tasks of one split (tasks.TUNING / tasks.HELD_OUT) or all (default)",
+    )
+    p.add_argument(
+        "--tasks", default=None, help=f"comma list of {', '.join(TASKS)} (overrides --split)"
+    )
     p.add_argument(
         "--methods",
-        default=",".join((*BASELINES, "autolr")),
+        default=",".join(DEFAULT_METHODS),
         help="comma list of "
         + ", ".join((*BASELINES, "autolr", *PRESETS))
-        + " and names given with --autolr-variant (all variants run by default)",
+        + " and names given with --autolr-variant (all variants run by default); default "
+        + ",".join(DEFAULT_METHODS),
     )
-    p.add_argument("--seeds", type=int, default=3, help="seeds for autolr and the best baseline")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=5,
+        help="seeds 0..N-1 for autolr and each family's best grid LR (default 5)",
+    )
     p.add_argument("--scale", type=float, default=1.0, help="multiply every step budget")
     p.add_argument("--grid-points", type=int, default=7, help="LR grid points (centred subset)")
     p.add_argument("--out", type=Path, default=HERE.parent / "results")
@@ -433,25 +554,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME:K=V,K=V",
-        help="an extra autolr method with its own TunerConfig overrides (repeatable)",
+        help="an extra autolr method with its own TunerConfig overrides (repeatable); "
+        "preset=autolrs starts from TunerConfig.autolrs() instead of the defaults",
     )
     p.add_argument("--no-report", action="store_true", help="run only; skip JSON/MD/PNG output")
+    p.add_argument(
+        "--export-baselines",
+        action="store_true",
+        help=f"write every cached baseline run to <out>/{BASELINE_FILE} (the committed file)",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    tasks = [t for t in args.tasks.split(",") if t]
+    if args.tasks is not None:
+        tasks = [t for t in args.tasks.split(",") if t]
+    elif args.split == "all":
+        tasks = list(TASKS)
+    else:
+        tasks = list(SPLITS[args.split])
     for t in tasks:
         if t not in TASKS:
             raise SystemExit(f"unknown task {t!r}; choose from {', '.join(TASKS)}")
-    autolr_methods: dict[str, dict[str, Any]] = {args.autolr_name: _parse_pairs(args.autolr_config)}
-    autolr_methods.update(PRESETS)
+    autolr_methods: dict[str, AutolrMethod] = {
+        args.autolr_name: AutolrMethod(
+            overrides=tuple(sorted(_parse_pairs(args.autolr_config).items()))
+        )
+    }
+    for name, method in PRESETS.items():
+        autolr_methods.setdefault(name, method)
     for v in args.autolr_variant:
-        name, _, rest = v.partition(":")
-        if not name or name in BASELINES:
-            raise SystemExit(f"bad --autolr-variant {v!r}: expected NAME:key=value,...")
-        autolr_methods[name] = _parse_pairs([rest])
+        name, method = _variant(v)
+        autolr_methods[name] = method
     requested = [m for m in args.methods.split(",") if m]
     requested += [
         v.partition(":")[0] for v in args.autolr_variant if v.partition(":")[0] not in requested
@@ -463,12 +598,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"unknown method {m!r}")
     baselines = [m for m in requested if m in BASELINES]
     autolrs = {m: autolr_methods[m] for m in requested if m not in BASELINES}
-    if autolrs:
-        for name, ov in autolrs.items():
-            _validate_overrides(name, ov, tasks, args.scale)
+    for name, method in autolrs.items():
+        _validate(name, method, tasks, args.scale)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    cache = Cache(args.out / "quality_cache.json")
+    cache = Cache(args.out / "quality_cache.json", args.out / BASELINE_FILE)
     runner = Runner(cache, args.jobs)
     seeds = list(range(args.seeds))
     print(
@@ -487,23 +621,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {t}: {task.budget(args.scale)} steps, LR grid {grid}", flush=True)
         first = [RunSpec(t, m, lr, 0, args.scale) for m in baselines for lr in grid]
         first += [
-            RunSpec(t, m, None, s, args.scale, tuple(sorted(ov.items())))
-            for m, ov in autolrs.items()
+            RunSpec(t, m, None, s, args.scale, method.overrides, method.preset)
+            for m, method in autolrs.items()
             for s in seeds
         ]
         runs = runner.run(first)
-        best = report.best_baseline(runs)
-        if best is not None and len(seeds) > 1:
-            fam, lr = best
-            print(f"  best baseline: {fam} lr={lr:.3g}; extra seeds {seeds[1:]}", flush=True)
-            runs += runner.run([RunSpec(t, fam, lr, s, args.scale) for s in seeds[1:]])
-            # the best cosine too: the issue's yardstick ("within 1% of the best-of-grid cosine")
-            cosine = report.best_baseline([r for r in runs if r["family"] == "cosine"])
-            if cosine is not None and cosine != best:
-                _, clr = cosine
-                runs += runner.run([RunSpec(t, "cosine", clr, s, args.scale) for s in seeds[1:]])
+        if len(seeds) > 1:
+            # every family's best grid LR (seed 0) on the other seeds: 5-seed means all round
+            best = report.best_per_family(runs)
+            extra = [
+                RunSpec(t, fam, best[fam], s, args.scale)
+                for fam in baselines
+                if fam in best
+                for s in seeds[1:]
+            ]
+            if extra:
+                print(
+                    "  best grid LRs: "
+                    + ", ".join(f"{fam} {best[fam]:.3g}" for fam in baselines if fam in best)
+                    + f"; seeds {seeds[1:]}",
+                    flush=True,
+                )
+                runs += runner.run(extra)
         all_runs += runs
 
+    if args.export_baselines:
+        n = cache.export_baselines(args.out / BASELINE_FILE)
+        print(f"wrote {args.out / BASELINE_FILE} ({n} baseline runs)", flush=True)
     if not args.no_report:
         meta = {
             "tasks": {
@@ -511,18 +655,24 @@ def main(argv: list[str] | None = None) -> int:
                     "description": TASKS[t].description,
                     "budget": TASKS[t].budget(args.scale),
                     "grid": TASKS[t].grid(),
+                    "autolr_range": list(TASKS[t].autolr_range()),
+                    "split": next((n for n, m in SPLITS.items() if t in m), None),
                 }
                 for t in tasks
             },
             "seeds": args.seeds,
             "scale": args.scale,
             "harness_version": HARNESS_VERSION,
-            "autolr_methods": autolrs,
+            "autolr_methods": {
+                m: {"preset": a.preset, **dict(a.overrides)} for m, a in autolrs.items()
+            },
             "eval_points": EVAL_POINTS,
         }
         paths = report.write_all(all_runs, meta, args.out)
         for p in paths:
             print(f"wrote {p}", flush=True)
+        for line in report.split_lines(json.loads((args.out / "quality.json").read_text())):
+            print(line, flush=True)
     print(f"done in {_fmt_time(time.perf_counter() - runner.t0)}", flush=True)
     return 0
 
