@@ -10,16 +10,24 @@ be merged into ``client/errors.py``)::
     ├── ConfigError                     422 on create: the server refused the config
     ├── ReportError                     422/413 on report: the server refused the report
     └── ClientError (autolr.client.errors)
-        ├── TransportError              no answer; retrying later may help (the tuner trains on)
+        ├── TransportError              no answer; retrying later may help (the tuner decides
+        │   │                           locally meanwhile and syncs later)
         │   └── ServerUnavailable       unreachable, timing out or failing (5xx) after the retries
         └── RequestRejected             a final refusal that retrying cannot fix
             ├── JobCancelled            409 cancelled: the job was cancelled on the server
+            ├── ReportDiffers           409 report_differs: a resent report whose content
+            │                           differs from the one the server recorded
             └── Unauthorized            401: missing or wrong admin key / job token
 
 Retrying is safe because reports are idempotent: re-sending the report for segment n returns
 the same instruction n+1. Connection failures, timeouts, 5xx, 429 and 409 ``busy`` (a
 concurrent report won a race) are retried with exponential backoff and full jitter; every other
 answer is final.
+
+A call may be given a ``budget`` (seconds): all its attempts together then take at most about
+that long. A budgeted call does not wait out a dead server: a refused connection or a timeout
+ends it at once (the caller reconnects on its own clock); only 5xx, 429 and ``busy`` answers
+are retried, within the budget. `AutoLR` budgets every call it makes from a training step.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "HttpTransport",
     "JobCancelled",
+    "ReportDiffers",
     "RequestRejected",
     "ServerUnavailable",
     "TransportError",
@@ -63,6 +72,8 @@ log = logging.getLogger(__name__)
 #: Connecting should be quick on a LAN; a report's answer may include a GP fit (seconds).
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=30.0, pool=5.0)
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: A budgeted call makes no further attempt with less than this many seconds left.
+_MIN_ATTEMPT_S = 0.02
 
 
 class ServerUnavailable(TransportError):
@@ -92,6 +103,20 @@ class JobCancelled(RequestRejected):
 
 class Unauthorized(RequestRejected):
     """The server refused the credentials (admin key or job token)."""
+
+
+class ReportDiffers(RequestRejected):
+    """A report for a segment the server already recorded, with different content.
+
+    The server keeps what it recorded (reports are never silently replaced); the message says
+    what differs. `AutoLR` reconciles with the server's record when it meets one.
+    """
+
+    reconcilable = True
+
+    def __init__(self, message: str, segment: int | None) -> None:
+        self.segment = segment
+        super().__init__(message)
 
 
 def _network_errors(
@@ -169,6 +194,9 @@ class HttpTransport:
         >>> transport.close()
     """
 
+    #: `start`, `report`, `job` and `recorded_reports` take ``budget=`` (seconds, all attempts).
+    accepts_budget = True
+
     def __init__(
         self,
         base_url: str,
@@ -208,8 +236,11 @@ class HttpTransport:
         """The job's id, once `start` or `load_state_dict` ran."""
         return self._job_id
 
-    def start(self, config: TunerConfig) -> Instruction:
+    def start(self, config: TunerConfig, *, budget: float | None = None) -> Instruction:
         """Create a job on the server and return its first instruction.
+
+        ``budget``: the most seconds the call may take, all attempts together (None: the
+        transport's own timeouts and retries).
 
         Raises:
             ConfigError: the server refused the config (422).
@@ -225,16 +256,20 @@ class HttpTransport:
             json=config.model_dump(mode="json"),
             headers=headers,
             create=True,
+            budget=budget,
         )
         self._job_id = str(body["job_id"])
         self._token = str(body["token"])
         return Instruction.model_validate(body["instruction"])
 
-    def report(self, report: Report) -> Instruction:
+    def report(self, report: Report, *, budget: float | None = None) -> Instruction:
         """Send a segment's report and return the next instruction (NaN/inf travel as null).
+
+        ``budget``: the most seconds the call may take, all attempts together.
 
         Raises:
             Conflict: the server awaits another segment (``expected`` says which).
+            ReportDiffers: the server recorded this segment with other losses.
             JobFinished: the job's budget is spent.
             JobCancelled: the job was cancelled.
             ReportError: the server refused the report (422 or 413).
@@ -248,6 +283,7 @@ class HttpTransport:
             content=report.model_dump_json().encode(),
             headers={**self._auth(), "Content-Type": "application/json"},
             segment=report.segment,
+            budget=budget,
         )
         return Instruction.model_validate(body)
 
@@ -293,10 +329,42 @@ class HttpTransport:
                 log.debug("closing the HTTP client failed", exc_info=True)
 
     # ------------------------------------------------------------------ extras
-    def job(self) -> dict[str, Any]:
+    def job(self, *, budget: float | None = None) -> dict[str, Any]:
         """The job as the server shows it (``GET /v1/jobs/{id}``): status, schedule, stages."""
         job_id = self._require_job()
-        return self._request("GET", f"/v1/jobs/{job_id}", headers=self._auth())
+        return self._request("GET", f"/v1/jobs/{job_id}", headers=self._auth(), budget=budget)
+
+    def recorded_reports(
+        self, start: int = 0, stop: int | None = None, *, budget: float | None = None
+    ) -> list[Report]:
+        """The reports the server recorded for segments ``start`` up to ``stop`` (exclusive).
+
+        Pages through ``GET /v1/jobs/{id}/reports``; with a ``budget``, all pages together.
+        """
+        job_id = self._require_job()
+        deadline = None if budget is None else time.monotonic() + budget
+        found: list[Report] = []
+        cursor = start
+        while stop is None or cursor < stop:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise ServerUnavailable(self.base_url, 0, "no time left in the call's budget")
+            params: dict[str, int] = {"start": cursor}
+            if stop is not None:
+                params["stop"] = stop
+            page = self._request(
+                "GET",
+                f"/v1/jobs/{job_id}/reports",
+                params=params,
+                headers=self._auth(),
+                budget=remaining,
+            )
+            found += [Report.model_validate(r["report"]) for r in page["reports"]]
+            nxt = page.get("next_start")
+            if nxt is None:
+                break
+            cursor = int(nxt)
+        return found
 
     def cancel(self) -> dict[str, Any]:
         """Cancel the job on the server."""
@@ -336,25 +404,44 @@ class HttpTransport:
         *,
         create: bool = False,
         segment: int | None = None,
+        budget: float | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
         url = self.base_url + path
-        attempts = 1 if (self._unavailable and not self.strict) else self.retries + 1
+        deadline = None if budget is None else time.monotonic() + max(budget, 0.0)
+        if deadline is not None:
+            attempts = self.retries + 1
+        else:
+            attempts = 1 if (self._unavailable and not self.strict) else self.retries + 1
         cause = "no attempt made"
         response: httpx.Response | None = None
         attempt = 0
         for attempt in range(attempts):
             if attempt:
-                self._sleep(self._delay(attempt - 1, response))
+                delay = self._delay(attempt - 1, response)
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= _MIN_ATTEMPT_S:
+                        break
+                    delay = min(delay, left / 2)
+                self._sleep(delay)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    cause = "no time left in the call's budget"
+                    break
+                kwargs["timeout"] = left
             response = None
             try:
                 response = self._client.request(method, url, **kwargs)
             except self._connect_errors as exc:
                 cause = f"cannot connect ({exc})"
+                if deadline is not None:
+                    break  # the caller reconnects on its own clock
                 continue
             except self._network_errors as exc:  # timeouts, resets: the request may have run
                 cause = f"{type(exc).__name__} ({exc})"
-                if create:
+                if create or deadline is not None:
                     break
                 continue
             if response.is_success:
@@ -391,6 +478,8 @@ class HttpTransport:
             return JobFinished(message)
         if status == 409 and code == "cancelled":
             return JobCancelled(message)
+        if status == 409 and code == "report_differs":
+            return ReportDiffers(message, segment)
         if status == 404:
             return JobNotFound(message)
         if status == 401:

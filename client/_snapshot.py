@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
@@ -156,6 +157,87 @@ class StateSnapshot:
             torch.cuda.synchronize()  # pinned buffers may still be filling (see `_keep`)
         copied: dict[str, Any] = _map_tensors(payload, lambda t: t.detach().to("cpu", copy=True))
         return copied
+
+    def check_state_dict(self, state: Any) -> None:
+        """Check that ``state`` is a snapshot of this model and optimizer; changes nothing.
+
+        The same parameter and buffer names with the same shapes and dtypes, one optimizer-state
+        entry per parameter (tensors shaped like the live optimizer's, where it has state), as
+        many param groups, each with a finite LR.
+
+        Raises:
+            ValueError: what does not match, named.
+        """
+        if state is None:
+            return
+        if not isinstance(state, Mapping) or not {"model", "state", "groups"} <= state.keys():
+            raise ValueError(
+                "snapshot: not a snapshot state (a mapping with model, state and groups)"
+            )
+        saved = state["model"]
+        live = dict(_model_tensors(self._model))
+        if not isinstance(saved, Mapping) or saved.keys() != live.keys():
+            names = set(saved.keys()) if isinstance(saved, Mapping) else set()
+            odd = sorted(names ^ live.keys())[:4]
+            raise ValueError(
+                "snapshot: its parameters and buffers are not the model's (e.g. "
+                f"{', '.join(n[2:] for n in odd) or 'none saved'}); was it saved from another "
+                "model?"
+            )
+        for name, tensor in live.items():
+            value = saved[name]
+            if not isinstance(value, torch.Tensor):
+                raise ValueError(f"snapshot: {name[2:]} is a {type(value).__name__}, not a tensor")
+            if value.shape != tensor.shape or value.dtype != tensor.dtype:
+                raise ValueError(
+                    f"snapshot: {name[2:]} is {tuple(value.shape)} {value.dtype}, the model's "
+                    f"{tuple(tensor.shape)} {tensor.dtype}; was it saved from another model?"
+                )
+        params = _params(self._optimizer)
+        entries = state["state"]
+        if not isinstance(entries, list | tuple) or len(entries) != len(params):
+            count = len(entries) if isinstance(entries, list | tuple) else "no"
+            raise ValueError(
+                f"snapshot: {count} optimizer-state entries for the optimizer's "
+                f"{len(params)} parameters"
+            )
+        for i, (p, entry) in enumerate(zip(params, entries, strict=True)):
+            if entry is None:
+                continue
+            if not isinstance(entry, Mapping):
+                raise ValueError(f"snapshot: optimizer state of parameter {i} is not a mapping")
+            current = self._optimizer.state.get(p) or {}
+            for key, value in entry.items():
+                now = current.get(key)
+                if (
+                    isinstance(value, torch.Tensor)
+                    and isinstance(now, torch.Tensor)
+                    and value.shape != now.shape
+                ):
+                    raise ValueError(
+                        f"snapshot: optimizer state {key!r} of parameter {i} is "
+                        f"{tuple(value.shape)}, the optimizer's {tuple(now.shape)}"
+                    )
+        groups = state["groups"]
+        if not isinstance(groups, list | tuple) or len(groups) != len(self._optimizer.param_groups):
+            raise ValueError(
+                "snapshot: its param groups do not match the optimizer's "
+                f"{len(self._optimizer.param_groups)}"
+            )
+        for i, group in enumerate(groups):
+            if not isinstance(group, Mapping):
+                raise ValueError(f"snapshot: param group {i} is not a mapping")
+            lr = group.get("lr")
+            value = float(lr) if isinstance(lr, torch.Tensor) and lr.numel() == 1 else lr
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+            ):
+                raise ValueError(f"snapshot: param group {i} has lr={lr!r}, not a finite number")
+        scaler = state.get("scaler")
+        if scaler is not None and not isinstance(scaler, Mapping):
+            raise ValueError("snapshot: the scaler state is not a mapping")
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
         """Make ``state`` (from `state_dict`, possibly of another process) the saved content."""

@@ -76,10 +76,14 @@ class LocalTransport:
             raise RuntimeError("LocalTransport has no job yet: call start() first")
         return self._controller
 
-    def start(self, config: TunerConfig) -> Instruction:
+    def new_controller(self, config: TunerConfig) -> Controller:
+        """A fresh controller for ``config`` with this transport's forecaster and searcher."""
         from autolr.controller import Controller
 
-        self._controller = Controller(config, forecaster=self._forecaster, searcher=self._searcher)
+        return Controller(config, forecaster=self._forecaster, searcher=self._searcher)
+
+    def start(self, config: TunerConfig) -> Instruction:
+        self._controller = self.new_controller(config)
         return self._controller.start()
 
     def report(self, report: Report) -> Instruction:

@@ -5,6 +5,12 @@ segment it was told to run, buffers one loss per step, and at the segment bounda
 losses and applies the next instruction (restore, snapshot, LR). Between boundaries
 `AutoLR.step` is a counter, an append and a comparison; nothing is read from the device and
 nothing goes over the network.
+
+Where the instruction comes from is the `Link`'s business (``client/_link.py``): the service, or,
+when the service does not answer within ``step_timeout``, the same controller run in this
+process on the run's own record. When no instruction can be had at all, the tuner ends the run
+on its own safe plan (`AutoLR._hold_plan`): back to the stage snapshot if a probe was running,
+the last trained LR, and the planned final decay, so the budget ends exactly at total_steps.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -19,32 +26,37 @@ import torch
 
 from autolr.client._distributed import Group, current_group
 from autolr.client._eval import ValFn, evaluate
+from autolr.client._link import EMBEDDED, Link
 from autolr.client._losses import Loss, read_losses, stack_losses
 from autolr.client._lr import GroupLR
 from autolr.client._segment import Segment
 from autolr.client._snapshot import SnapshotDevice, StateSnapshot
 from autolr.client._transport import LocalTransport, Transport
-from autolr.client.errors import ClientError, TransportError, TunerFinished
+from autolr.client.errors import ClientError, TunerFinished
 from autolr.config import TunerConfig
 from autolr.errors import ConfigError
 from autolr.protocol import Instruction, Report
 
 log = logging.getLogger("autolr.client")
 
-STATE_FORMAT = 1
-#: While the controller is unreachable, the first retry comes after this many steps and the
-#: gap doubles up to the cap: a transport call may block for its own timeout, so retrying every
-#: step would slow training, and the cap bounds how long a recovered controller waits.
-RETRY_FIRST_STEPS = 1
-RETRY_MAX_STEPS = 512
+#: Format 2 adds the run's record (reports and instructions) and the tuner's own plan.
+STATE_FORMAT = 2
+STATE_FORMATS = (1, 2)
+#: The default bound on how long a step waits for the service, all attempts together (seconds).
+DEFAULT_STEP_TIMEOUT = 1.0
 #: Buffered loss tensors are stacked into one tensor every this many steps (no sync): a long
 #: segment would otherwise hold thousands of tensor objects that the garbage collector keeps
 #: traversing, which tripled the per-step cost in `benchmarks/client_overhead.py`.
 CHUNK_STEPS = 64
+#: The tuner's own plan (no instruction to be had) ends its decay at this fraction of the LR.
+PLAN_DECAY_END = 1e-3
+#: Without a budget, the tuner's own plan trains in segments of this many steps.
+PLAN_CHUNK_STEPS = 10_000
 
 # Modes. Anything but _RUN is falsy-tested once per step to leave the hot path.
-_RUN, _WAIT, _DETACHED, _FINISHED, _CLOSED = 0, 1, 2, 3, 4
-_START = "start"  # the pending request when the job itself could not be created yet
+_RUN, _FINISHED, _CLOSED = 0, 3, 4
+_MODES = (_RUN, _FINISHED)
+_START = "start"  # the request for the job's first instruction
 
 
 class AutoLR:
@@ -71,12 +83,19 @@ class AutoLR:
     one copy of the model and optimizer state (in host memory by default; two copies with
     ``reuse_best_probe=True``, which also keeps the best probe's end state).
 
-    Failure policy: the training run comes first. When the controller cannot be reached the
-    tuner keeps the current LR, counts the steps trained meanwhile, and reports again after a
-    doubling number of steps (``strict=True`` raises `TransportError` instead). Non-finite
-    losses are reported to the controller (they mean divergence), never raised; a probe whose
-    float loss turns NaN or infinite ends at that step (tensor losses are only read at the
-    boundary, so their probes run to the end).
+    Failure policy: the training run comes first, and ``total_steps`` is a hard contract:
+    `finished` turns true at exactly ``total_steps`` steps whatever the service does. When the
+    service does not answer within ``step_timeout`` seconds the tuner takes the decision itself
+    with the same controller (decisions are deterministic, so the run goes on step for step as
+    with the service up) and sends the service what it missed once it answers again (on a
+    clock: 1 s, doubling up to 30 s). A service that refuses the job for good (unknown job,
+    cancelled, wrong token) leaves the run deciding in this process to the end. Should no
+    instruction be had at all, the tuner restores the stage snapshot if a probe was running,
+    trains on at the last trained LR and runs the planned final decay itself. ``strict=True``
+    raises `TransportError` and refusals instead. Non-finite losses are reported to the
+    controller (they mean divergence), never raised; a probe whose float loss turns NaN or
+    infinite ends at that step (tensor losses are only read at the boundary, so their probes run
+    to the end).
 
     Args:
         model: the module being trained (its parameters and buffers are snapshotted).
@@ -92,7 +111,11 @@ class AutoLR:
         snapshot_device: ``"cpu"`` (host memory, default), ``"same"`` (each tensor's own device,
             fastest) or ``"disk"`` (one temporary file, removed by `close`).
         snapshot_dir: folder for ``"disk"`` snapshots (default: a private temporary folder).
-        strict: raise transport and controller errors instead of training on.
+        strict: raise transport and controller errors instead of training on (calls then wait
+            out the transport's own timeouts and retries).
+        step_timeout: the most seconds one step waits for the service, all attempts together
+            (default 1.0; None: the transport's own timeouts); past it the step decides locally.
+            Honoured by `HttpTransport`; embedded mode never waits.
         resume: a `state_dict` from a checkpoint: reattach to that job instead of starting a
             new one (same as `load_state_dict` after construction, without creating a job).
         **config_fields: any `TunerConfig` field (``min_lr=``, ``total_steps=``, ``seed=``...).
@@ -100,7 +123,8 @@ class AutoLR:
     Raises:
         ConfigError: invalid config fields (a ValueError; e.g. ``min_lr >= max_lr``).
         ValueError: an optimizer without parameters, parameters the model does not own,
-            ``loss_source="val"`` without ``val_fn``, or both ``server`` and ``transport``.
+            ``loss_source="val"`` without ``val_fn``, both ``server`` and ``transport``, or a
+            ``step_timeout`` that is not a positive number.
     """
 
     def __init__(
@@ -116,6 +140,7 @@ class AutoLR:
         snapshot_device: SnapshotDevice = "cpu",
         snapshot_dir: str | os.PathLike[str] | None = None,
         strict: bool = False,
+        step_timeout: float | None = DEFAULT_STEP_TIMEOUT,
         resume: Mapping[str, Any] | None = None,
         **config_fields: Any,
     ) -> None:
@@ -129,6 +154,15 @@ class AutoLR:
             )
         if server is not None and transport is not None:
             raise ValueError("pass either server= or transport=, not both")
+        if step_timeout is not None and not (
+            isinstance(step_timeout, int | float)
+            and not isinstance(step_timeout, bool)
+            and math.isfinite(step_timeout)
+            and step_timeout > 0
+        ):
+            raise ValueError(
+                f"step_timeout={step_timeout!r} must be a positive number of seconds (or None)"
+            )
         self._model = model
         self._optimizer = optimizer
         self._val_fn = val_fn
@@ -137,6 +171,11 @@ class AutoLR:
         leader = self._group is None or self._group.leader
         self._transport: Transport | None = (
             _make_transport(server, transport, strict=strict) if leader else None
+        )
+        self._link: Link | None = (
+            Link(self._transport, self._config, strict=strict, budget=step_timeout)
+            if self._transport is not None
+            else None
         )
         self._snapshot = StateSnapshot(
             model, optimizer, scaler=scaler, device=snapshot_device, directory=snapshot_dir
@@ -163,11 +202,8 @@ class AutoLR:
         self._ramp = False
         self._eval_every: int | None = None
         self._abort_nonfinite = False
-        # waiting for an unreachable controller
-        self._pending: Report | str | None = None
-        self._extra = 0
-        self._retry_gap = RETRY_FIRST_STEPS
-        self._retry_at = RETRY_FIRST_STEPS
+        # The tuner's own plan, when no instruction can be had: None while instructions come.
+        self._plan: list[Instruction] | None = None
         if self._config.loss_source == "auto" and val_fn is None and leader:
             log.info("no val_fn given: forecasts use the training loss in every stage")
         if resume is not None:
@@ -224,10 +260,18 @@ class AutoLR:
         return self._transport
 
     @property
+    def service_state(self) -> str | None:
+        """Where instructions come from: ``"embedded"`` (no service), ``"online"`` (the service
+        holds the whole run), ``"local"`` (the service missed reports: this process decides and
+        syncs on a clock), ``"detached"`` (the service refused the job: this process decides to
+        the end). None on ranks other than 0 under data parallelism."""
+        return self._link.mode if self._link is not None else None
+
+    @property
     def steps_run(self) -> int:
         """Optimizer steps seen so far: segments, the current one, and steps without a job."""
         done: int = sum(s.steps + s.extra_steps for s in self._schedule)
-        return done + self._pos + self._extra
+        return done + self._pos
 
     # ----------------------------------------------------------------- the hot path
     def step(self, loss: float | torch.Tensor) -> None:
@@ -269,6 +313,9 @@ class AutoLR:
         if pos % CHUNK_STEPS == 0:
             self._chunks.append(stack_losses(self._losses))
             self._losses = []
+            link = self._link
+            if link is not None and link.sync_at is not None and time.monotonic() >= link.sync_at:
+                link.poll()  # the service missed reports and its clock is due
         if self._ramp:
             self._set_lr(inst.lr_at(pos))
         self._next_event = self._next_event_after(pos)
@@ -286,11 +333,7 @@ class AutoLR:
     def _held_step(self) -> None:
         if self._mode == _FINISHED:
             raise TunerFinished(self._config.total_steps)
-        if self._mode == _CLOSED:
-            raise ClientError("the tuner is closed; create a new AutoLR to tune again")
-        self._extra += 1  # trained without a segment: waiting or detached
-        if self._mode == _WAIT and self._extra >= self._retry_at:
-            self._retry()
+        raise ClientError("the tuner is closed; create a new AutoLR to tune again")
 
     # ----------------------------------------------------------------- boundaries
     def _end_segment(self) -> None:
@@ -310,97 +353,148 @@ class AutoLR:
         self._submit(report)
 
     def _submit(self, request: Report | str) -> None:
-        """Send a report (or the start request) and apply the answer, or wait for one."""
-        inst = self._exchange(request)
-        if inst is not None:
-            self._apply(inst)
+        """Send a report (or the start request) and run the instruction that comes back."""
+        self._apply(self._next_instruction(request))
 
     def _start(self) -> None:
         self._submit(_START)
 
-    def _retry(self) -> None:
-        request = self._pending
-        assert request is not None
-        if isinstance(request, Report):
-            request = request.model_copy(update={"extra_steps": self._extra})
-        inst = self._exchange(request)
-        if inst is None:
-            return
-        if isinstance(request, Report) and self._schedule:
-            last = self._schedule[-1]
-            self._schedule[-1] = Segment(**{**last.to_dict(), "extra_steps": self._extra})
-        self._apply(inst)
+    def _next_instruction(self, request: Report | str) -> Instruction:
+        """Rank 0 gets the next instruction and every rank gets the same one.
 
-    def _exchange(self, request: Report | str) -> Instruction | None:
-        """Rank 0 asks the controller and every rank gets the same outcome.
-
-        Returns the instruction, or None after switching to waiting (transport trouble) or
-        detached (the controller refused; retrying cannot help) mode.
+        From the link (the service, or the controller run here); when it has none to give, from
+        the tuner's own plan (`_hold_plan`). Raises only with ``strict=True``.
         """
+        if self._plan is not None:
+            return self._planned()
         error: BaseException | None = None
-        outcome: tuple[str, Any, str | None]
-        if self._transport is not None:
+        outcome: tuple[str, Any, str | None] = ("plan", None, None)
+        link = self._link
+        if link is not None:
             try:
-                if isinstance(request, Report):
-                    inst = self._transport.report(request)
+                inst = link.start() if isinstance(request, str) else link.report(request)
+                if inst is not None:
+                    outcome = ("ok", inst, link.job_id)
+            except Exception as exc:
+                if not self._strict:  # the link raises only when strict; never into training
+                    log.exception("autolr: unexpected failure while asking for an instruction")
                 else:
-                    inst = self._transport.start(self._config)
-                outcome = ("ok", inst, self._transport.job_id)
-            except TransportError as exc:
-                error, outcome = exc, ("retry", str(exc), None)
-            except Exception as exc:  # a refusal: conflict, unknown job, finished job...
-                error, outcome = exc, ("fail", f"{type(exc).__name__}: {exc}", None)
-        else:
-            outcome = ("ok", None, None)  # placeholder: only the broadcast value counts
+                    error, outcome = exc, ("raise", f"{type(exc).__name__}: {exc}", None)
         if self._group is not None:
             outcome = self._group.broadcast(outcome)
         status, value, job_id = outcome
-        if status == "ok":
-            if self._mode == _WAIT and (self._group is None or self._group.leader):
-                log.info("autolr controller reachable again after %d extra steps", self._extra)
-            if job_id is not None:
-                self._job_id = job_id
-            self._pending = None
-            return cast(Instruction, value)
-        if self._strict:
+        if status == "raise":
             if error is not None:
                 raise error
-            raise ClientError(f"rank 0 could not reach the controller: {value}")
-        if status == "retry":
-            first_failure = self._mode != _WAIT
-            if first_failure:
-                self._extra = 0
-                self._retry_gap = RETRY_FIRST_STEPS
-            else:
-                self._retry_gap = min(2 * self._retry_gap, RETRY_MAX_STEPS)
-            self._retry_at = self._extra + self._retry_gap
-            self._pending = (
-                request
-                if isinstance(request, str)
-                else request.model_copy(update={"extra_steps": 0})
-            )
-            self._mode = _WAIT
-            if self._group is None or self._group.leader:
-                # Warn once per outage; the retries that follow are only worth a debug line.
-                (log.warning if first_failure else log.debug)(
-                    "autolr controller unreachable (%s); training on at lr=%.4g, "
-                    "retrying in %d steps",
-                    value,
-                    self._lr,
-                    self._retry_gap,
+            raise ClientError(f"rank 0 could not get an instruction: {value}")
+        if status == "ok":
+            if job_id is not None:
+                self._job_id = job_id
+            return cast(Instruction, value)
+        self._plan = self._hold_plan()
+        return self._planned()
+
+    def _planned(self) -> Instruction:
+        plan = self._plan
+        assert plan is not None
+        if not plan:  # no budget: one more segment at the same LR
+            last = self._inst
+            assert last is not None
+            plan.append(
+                last.model_copy(
+                    update={"segment": last.segment + 1, "restore": False, "snapshot": False}
                 )
-            return None
-        self._mode = _DETACHED
-        self._pending = None
+            )
+        return plan.pop(0)
+
+    def _hold_plan(self) -> list[Instruction]:
+        """The tuner's own ending, when no controller can give an instruction.
+
+        A run never ends in a probe state: if the segment just run was a probe, the first
+        planned segment restores the stage snapshot. It trains at the LR last trained with
+        (else the stage's best probe so far, else the current LR) and decays linearly to
+        `PLAN_DECAY_END` of it over the budget's planned anneal (``anneal_fraction``), so the
+        run ends at exactly ``total_steps``.
+        """
+        last = self._inst
+        segment = last.segment + 1 if last is not None else 0
+        stage = last.stage if last is not None else -1
+        restore = last is not None and last.kind == "probe" and self._snapshot.taken
+        lr = self._hold_lr()
+        total = self._config.total_steps
+        plain = {"stage": stage, "eval_every": None}
+        if total is None:
+            plan = [
+                Instruction(
+                    segment=segment,
+                    kind="train",
+                    lr=lr,
+                    lr_end=lr,
+                    steps=PLAN_CHUNK_STEPS,
+                    restore=restore,
+                    **plain,
+                )
+            ]
+            left = "no step budget"
+        else:
+            done = sum(s.steps + s.extra_steps for s in self._schedule)
+            remaining = max(0, total - done)
+            decay = min(remaining, self._config.anneal_steps)
+            if last is not None and last.kind == "anneal":
+                decay = remaining
+            plan = []
+            if remaining - decay > 0:
+                plan.append(
+                    Instruction(
+                        segment=segment,
+                        kind="train",
+                        lr=lr,
+                        lr_end=lr,
+                        steps=remaining - decay,
+                        restore=restore,
+                        **plain,
+                    )
+                )
+                segment, restore = segment + 1, False
+            if decay > 0:
+                plan.append(
+                    Instruction(
+                        segment=segment,
+                        kind="anneal",
+                        lr=lr,
+                        lr_end=lr * PLAN_DECAY_END,
+                        steps=decay,
+                        restore=restore,
+                        **plain,
+                    )
+                )
+                segment = segment + 1
+            plan.append(
+                Instruction(
+                    segment=segment, kind="train", lr=lr, lr_end=lr, steps=0, finished=True, **plain
+                )
+            )
+            left = f"{remaining} steps left, the last {decay} decaying"
         if self._group is None or self._group.leader:
             log.error(
-                "autolr controller refused the %s (%s); the tuner detaches and training "
-                "goes on at lr=%.4g (pass strict=True to raise instead)",
-                "report" if isinstance(request, Report) else "job",
-                value,
-                self._lr,
+                "autolr has no controller to ask; the tuner ends the run on its own plan: %s"
+                "lr=%.4g, %s",
+                "back to the stage snapshot, "
+                if (last is not None and last.kind == "probe")
+                else "",
+                lr,
+                left,
             )
-        return None
+        return plan
+
+    def _hold_lr(self) -> float:
+        for seg in reversed(self._schedule):
+            if seg.kind != "probe":
+                return seg.lr_end
+        probes = [(tail, lr) for lr, tail in self._stage_probes if tail is not None]
+        if probes:
+            return min(probes)[1]
+        return self._lr if math.isfinite(self._lr) and self._lr > 0 else self._config.min_lr
 
     def _apply(self, inst: Instruction) -> None:
         """Run ``inst``: keep the best probe, restore, snapshot, then set the LR.
@@ -410,7 +504,6 @@ class AutoLR:
         """
         self._inst = inst
         self._mode = _RUN
-        self._extra = 0
         if inst.finished:
             self._mode = _FINISHED
             self._log_finish()
@@ -478,9 +571,10 @@ class AutoLR:
 
     def _forecasts(self, stage: int) -> list[float | None]:
         """Probe forecasts of ``stage`` when the controller runs in this process."""
-        if not isinstance(self._transport, LocalTransport):
+        controller = self._link.controller() if self._link is not None else None
+        if controller is None:
             return []
-        for record in self._transport.controller.stages:
+        for record in controller.stages:
             if record.stage == stage:
                 return [p.forecast for p in record.probes]
         return []
@@ -502,22 +596,24 @@ class AutoLR:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this job after a restart, for the user's checkpoint.
 
-        Holds the controller conversation (the whole controller in embedded mode), the position
-        inside the current segment with its buffered losses, the schedule so far and the stage
-        snapshot itself (CPU tensors), so a probe interrupted by preemption resumes exactly. Reads
-        the buffered losses from the device (one sync). Under data parallelism each rank's
-        buffered losses are its own; loading rank 0's state on every rank is fine (the part of
-        the segment before the checkpoint then counts rank 0's losses).
+        Holds the controller conversation (the whole controller in embedded mode; in server mode
+        the job id and token, and the run's record: every report and instruction, so the run can
+        go on without the service and the service can catch up later), the position inside the
+        current segment with its buffered losses, the schedule so far and the stage snapshot
+        itself (CPU tensors), so a probe interrupted by preemption resumes exactly. Reads the
+        buffered losses from the device (one sync). Under data parallelism each rank's buffered
+        losses are its own; loading rank 0's state on every rank is fine (the part of the
+        segment before the checkpoint then counts rank 0's losses).
         """
         train, val = read_losses(self._losses, [v for _, v in self._val], None, self._chunks)
         self._losses, self._chunks = list(train), []
         self._val = [(j, v) for (j, _), v in zip(self._val, val, strict=True)]
-        pending: Any = self._pending
-        if isinstance(pending, Report):
-            pending = pending.model_dump()
         transport_state = None
         if self._transport is not None and self._job_id is not None:
-            transport_state = self._transport.state_dict()
+            try:
+                transport_state = self._transport.state_dict()
+            except Exception:  # a transport with nothing to save yet (no job on the service)
+                log.debug("transport state unavailable", exc_info=True)
         return {
             "format": STATE_FORMAT,
             "config": self._config.model_dump(),
@@ -531,10 +627,8 @@ class AutoLR:
             "stage_probes": [list(p) for p in self._stage_probes],
             "lr": self._lr,
             "lr_ratios": list(self._lrs.ratios),
-            "pending": pending,
-            "extra": self._extra,
-            "retry_gap": self._retry_gap,
-            "retry_at": self._retry_at,
+            "plan": None if self._plan is None else [i.model_dump() for i in self._plan],
+            "link": self._link.state_dict() if self._link is not None else None,
             "transport": transport_state,
             "snapshot": self._snapshot.state_dict(),
             "best_snapshot": self._best.state_dict(),
@@ -543,34 +637,34 @@ class AutoLR:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue the job saved by `state_dict` (call after loading model and optimizer).
 
+        Everything is checked before anything changes (all or nothing): the format, the config,
+        a finite positive LR, a known mode, the position inside the segment, the schedule, the
+        run's record, and snapshots that match this model's parameters and this optimizer's
+        state. In server mode nothing is asked of the service here: a service that is down, or
+        whose job went further than the checkpoint, is reconciled with at the next boundaries.
+
         Raises:
-            ValueError: ``state`` is not a tuner state of a supported format.
+            ValueError: ``state`` is not a tuner state of a supported format, or any part of it
+                is malformed or does not fit this model and optimizer (the message names it).
         """
-        if not isinstance(state, Mapping) or state.get("format") != STATE_FORMAT:
-            found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
-            raise ValueError(
-                f"not an AutoLR state_dict of format {STATE_FORMAT} (got format {found!r}); "
-                "pass the value tuner.state_dict() returned"
-            )
-        self._config = TunerConfig.model_validate(state["config"])
-        if self._transport is not None and state["transport"] is not None:
-            self._transport.load_state_dict(state["transport"])
-        self._job_id = state["job_id"]
-        inst = state["instruction"]
-        self._inst = Instruction.model_validate(inst) if inst is not None else None
-        self._mode = int(state["mode"])
-        self._pos = int(state["pos"])
-        self._losses = [float(v) for v in state["losses"]]
+        parsed = self._parse_state(state)
+        self._config = parsed["config"]
+        if self._link is not None:
+            self._link.config = self._config
+            self._link.load(parsed["link"])
+        if self._transport is not None and parsed["transport"] is not None:
+            _reattach(self._transport, parsed["transport"])
+        self._job_id = parsed["job_id"]
+        self._inst = parsed["instruction"]
+        self._mode = parsed["mode"]
+        self._pos = parsed["pos"]
+        self._losses = list(parsed["losses"])
         self._chunks = []
-        self._val = [(int(j), float(v)) for j, v in state["val_losses"]]
-        self._schedule = [Segment(**s) for s in state["schedule"]]
-        self._stage_probes = [(float(a), b) for a, b in state["stage_probes"]]
-        pending = state["pending"]
-        self._pending = Report.model_validate(pending) if isinstance(pending, Mapping) else pending
-        self._extra = int(state["extra"])
-        self._retry_gap = int(state["retry_gap"])
-        self._retry_at = int(state["retry_at"])
-        self._lrs = GroupLR(self._optimizer, state["lr_ratios"])
+        self._val = list(parsed["val_losses"])
+        self._schedule = list(parsed["schedule"])
+        self._stage_probes = list(parsed["stage_probes"])
+        self._plan = parsed["plan"]
+        self._lrs = GroupLR(self._optimizer, parsed["lr_ratios"])
         self._snapshot.load_state_dict(state["snapshot"])
         self._best.load_state_dict(state["best_snapshot"])
         if self._mode == _RUN and self._inst is not None:
@@ -578,13 +672,175 @@ class AutoLR:
             self._set_lr(self._inst.lr_at(self._pos))
             self._next_event = self._next_event_after(self._pos)
         else:
-            self._set_lr(float(state["lr"]))
+            self._set_lr(parsed["lr"])
+
+    def _parse_state(self, state: Any) -> dict[str, Any]:
+        """Validate a `state_dict` value against this tuner; returns its parsed parts."""
+        if not isinstance(state, Mapping) or state.get("format") not in STATE_FORMATS:
+            found = state.get("format") if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(
+                f"not an AutoLR state_dict of format {STATE_FORMAT} (got format {found!r}); "
+                "pass the value tuner.state_dict() returned"
+            )
+        keys = {"config", "job_id", "instruction", "mode", "pos", "losses", "val_losses"}
+        keys |= {"schedule", "stage_probes", "lr", "lr_ratios", "transport", "snapshot"}
+        keys.add("best_snapshot")
+        missing = sorted(keys - state.keys())
+        if missing:
+            raise ValueError(f"AutoLR state_dict lacks {', '.join(missing)}")
+        fmt = state["format"]
+        out: dict[str, Any] = {}
+        try:
+            out["config"] = TunerConfig.model_validate(state["config"])
+        except Exception as exc:
+            raise ValueError(f"state_dict config: {exc}") from None
+        mode = state["mode"]
+        if fmt == 1 and mode in (1, 2):
+            raise ValueError(
+                "this checkpoint (format 1) was saved while the controller was unreachable; "
+                "this autolr cannot continue it exactly: start a new job"
+            )
+        if not _is_int(mode) or mode not in _MODES:
+            raise ValueError(f"state_dict mode={mode!r} is not a known tuner mode")
+        out["mode"] = mode
+        inst = state["instruction"]
+        if inst is None:
+            raise ValueError("state_dict instruction is missing: the job never started")
+        out["instruction"] = _instruction(inst, "instruction")
+        pos = state["pos"]
+        if not _is_int(pos) or not 0 <= pos <= out["instruction"].steps:
+            raise ValueError(
+                f"state_dict pos={pos!r} must be an integer in 0..{out['instruction'].steps} "
+                "(the steps of its segment)"
+            )
+        out["pos"] = pos
+        out["losses"] = _floats(state["losses"], "losses")
+        if len(out["losses"]) != pos:
+            raise ValueError(f"state_dict has {len(out['losses'])} losses for pos={pos}")
+        try:
+            out["val_losses"] = [(int(j), float(v)) for j, v in state["val_losses"]]
+        except (TypeError, ValueError):
+            raise ValueError("state_dict val_losses must be [step, loss] pairs") from None
+        out["schedule"] = [
+            _segment(s, i) for i, s in enumerate(_list(state["schedule"], "schedule"))
+        ]
+        try:
+            out["stage_probes"] = [
+                (float(a), None if b is None else float(b)) for a, b in state["stage_probes"]
+            ]
+        except (TypeError, ValueError):
+            raise ValueError("state_dict stage_probes must be [lr, loss or None] pairs") from None
+        lr = state["lr"]
+        if not _number(lr) or not math.isfinite(lr) or lr < 0:
+            raise ValueError(f"state_dict lr={lr!r} must be a finite number >= 0")
+        out["lr"] = float(lr)
+        ratios = _floats(state["lr_ratios"], "lr_ratios")
+        if len(ratios) != len(self._optimizer.param_groups) or not all(
+            math.isfinite(r) and r >= 0 for r in ratios
+        ):
+            raise ValueError(
+                f"state_dict lr_ratios={ratios!r} must be {len(self._optimizer.param_groups)} "
+                "finite ratios >= 0 (one per param group of the optimizer)"
+            )
+        out["lr_ratios"] = ratios
+        job_id = state["job_id"]
+        if job_id is not None and not isinstance(job_id, str):
+            raise ValueError(f"state_dict job_id={job_id!r} must be a string or None")
+        out["job_id"] = job_id
+        plan = state.get("plan")
+        out["plan"] = (
+            None
+            if plan is None
+            else [_instruction(p, f"plan[{i}]") for i, p in enumerate(_list(plan, "plan"))]
+        )
+        out["transport"] = self._check_transport_state(state["transport"])
+        out["link"] = self._check_link_state(state, fmt, out)
+        for key in ("snapshot", "best_snapshot"):
+            try:
+                self._snapshot.check_state_dict(state[key])
+            except ValueError as exc:
+                raise ValueError(f"state_dict {key}: {exc}") from None
+        return out
+
+    def _check_transport_state(self, value: Any) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise ValueError("state_dict transport must be a mapping or None")
+        kind = value.get("kind")
+        transport = self._transport
+        if isinstance(transport, LocalTransport) and kind != "local":
+            raise ValueError(
+                f"state_dict transport kind={kind!r}: a checkpoint of a server run cannot resume "
+                "in embedded mode (pass server= or transport=)"
+            )
+        if transport is not None and not isinstance(transport, LocalTransport) and kind == "local":
+            raise ValueError(
+                "state_dict transport kind='local': a checkpoint of an embedded run cannot "
+                "resume against a server"
+            )
+        if kind == "local":
+            from autolr.controller import Controller
+
+            try:
+                Controller.from_state_dict(dict(value["controller"]))
+            except Exception as exc:
+                raise ValueError(f"state_dict transport.controller: {exc}") from None
+        if kind == "http" and not (
+            isinstance(value.get("job_id"), str)
+            and isinstance(value.get("token"), str | type(None))
+        ):
+            raise ValueError("state_dict transport: job_id and token must be strings")
+        return dict(value)
+
+    def _check_link_state(
+        self, state: Mapping[str, Any], fmt: int, out: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        inst: Instruction = out["instruction"]
+        if fmt == 1 or state.get("link") is None:
+            if self._link is None or self._link.mode == EMBEDDED:
+                return {"mode": EMBEDDED}
+            # A checkpoint of an older autolr: the service holds the run's record; this process
+            # never saw it, so it cannot decide alone.
+            return {
+                "mode": "online",
+                "journal": [None] * inst.segment,
+                "answers": [*(_placeholder(i) for i in range(inst.segment)), inst],
+                "synced": inst.segment,
+                "created": out["transport"] is not None,
+                "recorded": {},
+            }
+        parsed = Link.parse_state(state["link"])
+        if parsed["mode"] != EMBEDDED:
+            answers = parsed["answers"]
+            if answers[-1] != inst and out["plan"] is None:
+                raise ValueError(
+                    "state_dict link: the run's record does not end with the segment being run"
+                )
+        return parsed
+
+    def sync(self, timeout: float | None = None) -> bool:
+        """Send the service the reports it missed while it was away; True once it has them all.
+
+        Call it at the end of training when `service_state` is ``"local"`` and the service may
+        be back: the run's record then reaches the service. Waits at most ``timeout`` seconds
+        (default: ``step_timeout``). Always True in embedded mode and on ranks other than 0.
+        """
+        if self._link is None:
+            return True
+        try:
+            return self._link.sync(timeout)
+        except Exception:  # never raises into the training script
+            log.exception("autolr: sync failed")
+            return False
 
     # ----------------------------------------------------------------- lifecycle
     def close(self) -> None:
         """Release the snapshot (memory or file) and the transport. Never raises."""
         if self._mode == _CLOSED:
             return
+        if self._link is not None and self._link.mode == "local":
+            self.sync()  # one bounded attempt to leave the service the whole record
         self._mode_at_close, self._mode = self._mode, _CLOSED
         try:
             self._snapshot.close()
@@ -675,7 +931,84 @@ def _tail_mean(values: list[float], fraction: float = 0.1) -> float | None:
     if not finite:
         return None
     k = max(1, int(len(finite) * fraction))
-    return math.fsum(finite[-k:]) / k
+    try:
+        return math.fsum(finite[-k:]) / k
+    except OverflowError:  # finite losses near the float maximum: their mean overflows
+        return math.inf
+
+
+def _reattach(transport: Transport, state: dict[str, Any]) -> None:
+    """Point ``transport`` at the saved job, without waiting for a service."""
+    attach = getattr(transport, "attach", None)
+    if attach is not None:
+        attach(state)
+        return
+    try:
+        transport.load_state_dict(state)
+    except ClientError as exc:  # a service that is down: the link syncs later
+        log.warning("autolr: could not reattach to the job now (%s); syncing later", exc)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"state_dict {where} must be a list, got {type(value).__name__}")
+    return list(value)
+
+
+def _floats(value: Any, where: str) -> list[float]:
+    if isinstance(value, torch.Tensor):
+        value = value.reshape(-1).tolist()
+    items = _list(value, where)
+    if not all(_number(v) for v in items):
+        raise ValueError(f"state_dict {where} must hold numbers only")
+    return [float(v) for v in items]
+
+
+def _instruction(value: Any, where: str) -> Instruction:
+    try:
+        inst = Instruction.model_validate(value)
+    except Exception as exc:
+        raise ValueError(f"state_dict {where} is not a valid instruction: {exc}") from None
+    if not (math.isfinite(inst.lr) and math.isfinite(inst.lr_end)):
+        raise ValueError(
+            f"state_dict {where} has lr={inst.lr!r}, lr_end={inst.lr_end!r}: LRs must be finite"
+        )
+    return inst
+
+
+def _segment(value: Any, index: int) -> Segment:
+    try:
+        seg = Segment(**value)
+    except TypeError as exc:
+        raise ValueError(f"state_dict schedule[{index}] is not a segment: {exc}") from None
+    ok = (
+        _is_int(seg.segment)
+        and seg.kind in ("warmup", "probe", "train", "anneal")
+        and _number(seg.lr)
+        and _number(seg.lr_end)
+        and math.isfinite(seg.lr)
+        and math.isfinite(seg.lr_end)
+        and _is_int(seg.steps)
+        and seg.steps >= 0
+        and _is_int(seg.extra_steps)
+        and seg.extra_steps >= 0
+    )
+    if not ok:
+        raise ValueError(f"state_dict schedule[{index}]={value!r} is malformed")
+    return seg
+
+
+def _placeholder(segment: int) -> Instruction:
+    """Stands for an instruction of an older checkpoint's record that this process never saw."""
+    return Instruction(segment=segment, kind="train", lr=1.0, lr_end=1.0, steps=0)
 
 
 def _fmt(value: float | None) -> str:

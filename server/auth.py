@@ -17,12 +17,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 
 #: Hash of a token no one holds: compared against for unknown jobs, so an unknown job and a
 #: wrong token take the same path (and the same time).
 _NOBODY = hashlib.sha256(b"autolr: no such job").hexdigest()
+
+
+#: What a job id may look like: checked before any database sees it (a NUL byte, say, is an
+#: error on PostgreSQL). New ids are 32 hex digits; the charset leaves room for other schemes.
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+
+
+def valid_job_id(job_id: str) -> bool:
+    """Whether ``job_id`` has the shape of a job id (1-64 of ``A-Za-z0-9_-``)."""
+    return isinstance(job_id, str) and _JOB_ID.fullmatch(job_id) is not None
 
 
 def new_job_id() -> str:

@@ -89,7 +89,15 @@ class JobCredentials:
 
 
 async def job_credentials(
-    job_id: Annotated[str, Path(max_length=64, description="The job id from POST /v1/jobs.")],
+    job_id: Annotated[
+        str,
+        Path(
+            min_length=1,
+            max_length=64,
+            pattern=auth.JOB_ID_PATTERN,
+            description="The job id from POST /v1/jobs.",
+        ),
+    ],
     settings: SettingsDep,
     bearer: BearerDep,
     header: AdminHeaderDep,

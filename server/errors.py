@@ -6,8 +6,12 @@
     ├── JobFinished        409 finished         report after the budget is spent
     ├── JobCancelled       409 cancelled        report on a cancelled job
     ├── Busy               409 busy             lost a race with a concurrent report: retry
+    ├── ReportDiffers      409 report_differs   a resent report whose losses differ from the
+    │                                           recorded one (says what differs)
     ├── TooManyLosses      413 too_many_losses  more losses than AUTOLR_MAX_LOSSES_PER_REPORT
     ├── ReportError        422 bad_report       report that does not fit its instruction
+    ├── OutOfRange         422 out_of_range     an integer the database cannot store (names it)
+    ├── BadJobId           422 bad_job_id       a job id that cannot be one (charset, length)
     ├── ConfigError        422 bad_config       config the server cannot run
     └── Unauthorized       401 unauthorized     no (or a wrong) admin key / no job token
 
@@ -63,6 +67,37 @@ class Busy(AutoLRError):
         )
 
 
+class ReportDiffers(AutoLRError):
+    """A report for a segment already recorded, whose content differs from the record's."""
+
+    def __init__(self, job_id: str, segment: int, what: str) -> None:
+        self.job_id = job_id
+        self.segment = segment
+        super().__init__(
+            f"the report for segment {segment} differs from the one job {job_id} recorded: "
+            f"{what}; the recorded report stands (read it with GET /v1/jobs/{job_id}/reports)"
+        )
+
+
+class OutOfRange(AutoLRError, ValueError):
+    """An integer field beyond what the database stores (or the protocol allows)."""
+
+    def __init__(self, field: str, value: int, low: int, high: int) -> None:
+        self.field = field
+        shown = str(value) if len(str(value)) <= 40 else str(value)[:40] + "…"
+        super().__init__(f"invalid request: {field}={shown}: must be an integer in {low}..{high}")
+
+
+class BadJobId(AutoLRError, ValueError):
+    """A job id that cannot be one: checked before any database sees it."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"invalid request: job_id={_safe(job_id)!r}: a job id is 1 to 64 characters of "
+            "A-Z, a-z, 0-9, '_' and '-'"
+        )
+
+
 class TooManyLosses(AutoLRError, ValueError):
     """A report with more losses than this server accepts."""
 
@@ -92,7 +127,10 @@ STATUS_MAP: tuple[tuple[type[Exception], int, str], ...] = (
     (JobFinished, 409, "finished"),
     (JobCancelled, 409, "cancelled"),
     (Busy, 409, "busy"),
+    (ReportDiffers, 409, "report_differs"),
     (TooManyLosses, 413, "too_many_losses"),
+    (OutOfRange, 422, "out_of_range"),
+    (BadJobId, 422, "bad_job_id"),
     (ReportError, 422, "bad_report"),
     (ConfigError, 422, "bad_config"),
     (Unauthorized, 401, "unauthorized"),
@@ -175,6 +213,8 @@ async def _autolr_error(request: Request, exc: Exception) -> JSONResponse:
         extra["expected_segment"] = exc.expected
     if isinstance(exc, Busy):
         extra["retryable"] = True
+    if isinstance(exc, ReportDiffers):
+        extra["segment"] = exc.segment
     log.info("%s: %s", code, exc, extra={"status": status})
     return _error(status, code, str(exc), **extra)
 
@@ -237,9 +277,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
 __all__ = [
     "STATUS_MAP",
+    "BadJobId",
     "Busy",
     "ConfigError",
     "JobCancelled",
+    "OutOfRange",
+    "ReportDiffers",
     "TooManyLosses",
     "Unauthorized",
     "install_error_handlers",

@@ -3,7 +3,7 @@
 autolr_jobs{status}                  gauge, read from the store at scrape time (so it is
                                      right across replicas and restarts)
 autolr_jobs_created_total            counter
-autolr_reports_total{outcome}        counter: applied, duplicate, rejected, busy
+autolr_reports_total{outcome}        counter: applied, duplicate, merged, differs, rejected, busy
 autolr_decision_seconds              histogram: time to rebuild the controller and decide
 autolr_errors_total{status,code}     counter: error answers by HTTP status and error code
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from autolr.config import TunerConfig
 from autolr.controller import SegmentRecord, StageRecord
-from autolr.protocol import Instruction
+from autolr.protocol import Instruction, Report
 from autolr.server.store import JobRecord, JobStatus, JobSummary
 
 
@@ -71,6 +71,22 @@ class JobDetail(JobInfo):
                 "segments": segments,
             }
         )
+
+
+class RecordedReport(BaseModel):
+    """One report the job recorded, with the instruction it produced."""
+
+    segment: int
+    report: Report = Field(description="As recorded (non-finite losses travel as null).")
+    answer: Instruction = Field(description="The instruction the report was answered with.")
+    created_at: datetime
+
+
+class RecordedReports(BaseModel):
+    """A page of a job's recorded reports. ``next_start`` is None on the last page."""
+
+    reports: list[RecordedReport]
+    next_start: int | None
 
 
 class JobList(BaseModel):

@@ -15,15 +15,31 @@ from typing import Any
 
 from autolr.config import TunerConfig
 from autolr.controller import Controller
-from autolr.errors import ConfigError
+from autolr.errors import ConfigError, Conflict, ReportError
 from autolr.plan import stage_plan
 from autolr.protocol import Instruction, Report
 from autolr.server import auth
-from autolr.server.errors import Busy, JobCancelled, TooManyLosses, not_found
+from autolr.server.errors import (
+    BadJobId,
+    Busy,
+    JobCancelled,
+    OutOfRange,
+    ReportDiffers,
+    TooManyLosses,
+    not_found,
+)
 from autolr.server.metrics import Metrics
-from autolr.server.store import JobRecord, JobStore, JobUpdate, StaleVersion
+from autolr.server.store import JobRecord, JobStore, JobUpdate, StaleVersion, StoredReport
 
 log = logging.getLogger(__name__)
+
+#: Segments are stored in a 32-bit column (PostgreSQL ``integer``).
+MAX_SEGMENT = 2**31 - 1
+#: Step counts: what ``TunerConfig`` allows for ``total_steps`` (exact in a float, far inside the
+#: 64-bit ``steps_used`` column even summed over many reports).
+MAX_STEPS = 2**53
+#: A page of recorded reports stops growing past this many losses (bounded answers).
+MAX_LOSSES_PER_PAGE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,50 @@ def longest_segment(config: TunerConfig) -> int:
         return max(config.warmup_steps, plan.tau_max, longest_probe)
     train = plan.tau_max + plan.stage_steps(64)
     return min(config.total_steps, max(config.warmup_steps, longest_probe, train))
+
+
+def check_report_bounds(report: Report) -> None:
+    """Every integer of ``report`` within what the database stores (before any database).
+
+    Raises:
+        OutOfRange: naming the field.
+    """
+    if report.segment > MAX_SEGMENT:
+        raise OutOfRange("segment", report.segment, 0, MAX_SEGMENT)
+    if report.extra_steps > MAX_STEPS:
+        raise OutOfRange("extra_steps", report.extra_steps, 0, MAX_STEPS)
+    for i, (step, _value) in enumerate(report.val_losses):
+        if not 0 <= step <= MAX_STEPS:
+            raise OutOfRange(f"val_losses.{i}.0", step, 0, MAX_STEPS)
+
+
+def content_difference(recorded: Report, sent: Report) -> str | None:
+    """What differs between two reports of one segment, besides ``extra_steps`` (None: same).
+
+    Losses compare exactly, NaN equal to NaN and infinities to themselves.
+    """
+    if recorded.kind is not None and sent.kind is not None and recorded.kind != sent.kind:
+        return f"kind={sent.kind!r}, recorded {recorded.kind!r}"
+    a, b = recorded.train_losses, sent.train_losses
+    if len(a) != len(b):
+        return f"{len(b)} train_losses, recorded {len(a)}"
+    differ = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if not _same_float(x, y)]
+    if differ:
+        i = differ[0]
+        return (
+            f"train_losses differ at {len(differ)} of {len(a)} steps (first at index {i}: "
+            f"recorded {a[i]!r}, sent {b[i]!r})"
+        )
+    va, vb = recorded.val_losses, sent.val_losses
+    if len(va) != len(vb) or any(
+        sa_ != sb_ or not _same_float(xa, xb) for (sa_, xa), (sb_, xb) in zip(va, vb, strict=True)
+    ):
+        return f"val_losses differ ({len(vb)} sent, {len(va)} recorded)"
+    return None
+
+
+def _same_float(x: float, y: float) -> bool:
+    return x == y or (x != x and y != y)
 
 
 def _update_for(controller: Controller) -> JobUpdate:
@@ -116,15 +176,44 @@ class JobService:
         return CreatedJob(job_id=job_id, token=token, instruction=controller.current)
 
     def authorize(self, job_id: str, token: str | None, *, admin: bool = False) -> JobRecord:
-        """Load a job if ``token`` is its token (or ``admin``); else the one `JobNotFound`."""
-        try:
-            job: JobRecord | None = self.store.load(job_id)
-        except LookupError:
-            job = None
-        granted = auth.token_matches(token, job.token_hash if job is not None else None)
-        if job is None or not (granted or admin):
+        """Load a job if ``token`` is its token (or ``admin``); else the one `JobNotFound`.
+
+        The id's shape is checked before any database sees it. Only the token hash is read
+        before the check, and an unknown job compares against a hash no token matches, so a
+        wrong token costs the same whether the job exists or not (however big its state).
+
+        Raises:
+            BadJobId: ``job_id`` cannot be a job id.
+            JobNotFound: unknown job, or a token that does not match.
+        """
+        if not auth.valid_job_id(job_id):
+            raise BadJobId(job_id)
+        token_hash = self.store.token_hash(job_id)
+        granted = auth.token_matches(token, token_hash)
+        if token_hash is None or not (granted or admin):
             raise not_found(job_id)
-        return job
+        try:
+            return self.store.load(job_id)
+        except LookupError:
+            raise not_found(job_id) from None
+
+    def recorded_reports(
+        self, job: JobRecord, *, start: int, stop: int | None, limit: int
+    ) -> tuple[list[StoredReport], int | None]:
+        """A page of the job's recorded reports from segment ``start``, and where the next page
+        starts (None: no more). A page holds at most ``limit`` reports and stops growing past
+        `MAX_LOSSES_PER_PAGE` losses (but always holds one)."""
+        rows = self.store.reports(job.job_id, start=start, stop=stop, limit=limit + 1)
+        page: list[StoredReport] = []
+        losses = 0
+        for row in rows[:limit]:
+            size = len(row.report.get("train_losses", ()))
+            if page and losses + size > MAX_LOSSES_PER_PAGE:
+                break
+            page.append(row)
+            losses += size
+        more = len(page) < len(rows)
+        return page, (page[-1].segment + 1 if more and page else None)
 
     def cancel(self, job: JobRecord) -> JobRecord:
         """Cancel a running job (finished and cancelled jobs stay as they are)."""
@@ -141,6 +230,7 @@ class JobService:
         Threads waiting for a slot hold no GIL, so however many reports arrive at once, only
         ``decision_threads`` threads compete with the event loop for it.
         """
+        check_report_bounds(report)
         self._check_sizes(report)
         with self._decisions:
             return self._report(self.authorize(job_id, token, admin=admin), report)
@@ -148,17 +238,21 @@ class JobService:
     def report(self, job: JobRecord, report: Report) -> Instruction:
         """Apply ``report`` to ``job`` (as loaded) and return the next instruction.
 
-        A report for the segment before the awaited one is a duplicate: it gets the stored
-        answer and changes nothing. If a concurrent request saves first, the job is reloaded:
-        a report that is now a duplicate gets the stored answer, anything else a retryable
-        `Busy`.
+        A report for a segment already recorded is compared with the record (`_resent`): the
+        same content gets the stored answer and changes nothing; the same losses with more
+        ``extra_steps`` on the latest report are merged; other losses are refused with
+        `ReportDiffers`, saying what differs. If a concurrent request saves first, the job is
+        reloaded and the report judged again: recorded now, or a retryable `Busy`.
 
         Raises:
+            OutOfRange: an integer beyond what the database stores.
             TooManyLosses: the report is above the server's cap.
             JobCancelled: the job was cancelled.
+            ReportDiffers: a resent report with other content than the recorded one.
             Conflict, JobFinished, ReportError: from the controller (nothing is saved).
             Busy: lost a race; the same report may be sent again.
         """
+        check_report_bounds(report)
         self._check_sizes(report)
         with self._decisions:
             return self._report(job, report)
@@ -176,14 +270,81 @@ class JobService:
             return self._apply(job, report)
         except StaleVersion:
             pass
-        answer = self.store.answer_for(job.job_id, report.segment)
-        if answer is not None:
-            self.metrics.reports.labels(outcome="duplicate").inc()
-            return Instruction.model_validate(answer)
-        if self.store.load(job.job_id).status == "cancelled":
+        fresh = self.store.load(job.job_id)
+        if fresh.status == "cancelled":
             raise JobCancelled(job.job_id)
+        if report.segment < int(fresh.state["current"]["segment"]):
+            try:
+                return self._resent(fresh, report)
+            except StaleVersion:
+                pass
         self.metrics.reports.labels(outcome="busy").inc()
         raise Busy(job.job_id, report.segment)
+
+    def _resent(self, job: JobRecord, report: Report) -> Instruction:
+        """A report for a segment the job already recorded: compare, then answer or merge."""
+        extra: dict[str, Any] = {"job_id": job.job_id, "segment": report.segment}
+        stored = self.store.report_for(job.job_id, report.segment)
+        current = int(job.state["current"]["segment"])
+        if stored is None:  # pragma: no cover - every recorded segment has its row
+            raise Conflict(expected=current, got=report.segment)
+        recorded = Report.model_validate(stored.report)
+        what = content_difference(recorded, report)
+        if what is None and report.extra_steps == recorded.extra_steps:
+            self.metrics.reports.labels(outcome="duplicate").inc()
+            log.info("duplicate report", extra=extra)
+            return Instruction.model_validate(stored.answer)
+        if what is None and report.extra_steps > recorded.extra_steps:
+            if report.segment == current - 1 and job.status == "running":
+                return self._merge(job, report)
+            what = (
+                f"extra_steps={report.extra_steps}, recorded {recorded.extra_steps}: extra steps "
+                "can only be added to the latest report of a running job"
+            )
+        elif what is None:
+            what = (
+                f"extra_steps={report.extra_steps}, recorded {recorded.extra_steps}: a resent "
+                "report may add extra steps, not remove them"
+            )
+        self.metrics.reports.labels(outcome="differs").inc()
+        log.info("resent report differs", extra={**extra, "difference": what})
+        raise ReportDiffers(job.job_id, report.segment, what)
+
+    def _merge(self, job: JobRecord, report: Report) -> Instruction:
+        """Count the extra steps of a resent latest report: decide that segment's answer again.
+
+        The state before the report is not stored, so the job's record is replayed (its
+        decisions are deterministic) with the merged report last. Rare: only a client that
+        trained on without an answer sends one.
+        """
+        started = time.perf_counter()
+        controller = Controller(TunerConfig.model_validate(job.config))
+        controller.start()
+        for row in self.store.reports(job.job_id, stop=report.segment):
+            controller.report(Report.model_validate(row.report))
+        try:
+            instruction = controller.report(report)
+        except ArithmeticError as exc:
+            raise ReportError(f"the controller could not take this report: {exc}") from None
+        self.store.amend_report(
+            job.job_id,
+            expected_version=job.version,
+            segment=report.segment,
+            report=report.model_dump(mode="python"),
+            answer=instruction.model_dump(mode="json"),
+            update=_update_for(controller),
+        )
+        self.metrics.reports.labels(outcome="merged").inc()
+        log.info(
+            "extra steps merged",
+            extra={
+                "job_id": job.job_id,
+                "segment": report.segment,
+                "extra_steps": report.extra_steps,
+                "decision_ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )
+        return instruction
 
     def _apply(self, job: JobRecord, report: Report) -> Instruction:
         if job.status == "cancelled":
@@ -191,12 +352,16 @@ class JobService:
         extra: dict[str, Any] = {"job_id": job.job_id, "segment": report.segment}
         started = time.perf_counter()
         controller = Controller.from_state_dict(job.state)
-        if report.segment == controller.current.segment - 1:
-            self.metrics.reports.labels(outcome="duplicate").inc()
-            log.info("duplicate report", extra=extra)
-            return controller.current
+        if report.segment < controller.current.segment:
+            return self._resent(job, report)
         try:
             instruction = controller.report(report)
+        except ArithmeticError as exc:  # losses near the float maximum, say: the report's fault
+            self.metrics.reports.labels(outcome="rejected").inc()
+            raise ReportError(
+                f"the controller could not take the report for segment {report.segment}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
         except Exception:
             self.metrics.reports.labels(outcome="rejected").inc()
             raise

@@ -92,7 +92,12 @@ class JobStore(Protocol):
           bumps the version, but only if the job is still at ``expected_version`` and has no
           report for that segment; otherwise it raises `StaleVersion` and changes nothing.
           It returns the new version. Once it returns, the write is durable.
-        - ``answer_for`` returns the stored answer to the report for ``segment``, or None.
+        - ``answer_for`` returns the stored answer to the report for ``segment``, or None;
+          ``report_for`` the stored report and answer, or None.
+        - ``token_hash`` returns the job's token hash, or None for an unknown id, reading
+          nothing else (the cost of an authorization must not depend on the job's size).
+        - ``amend_report`` replaces the stored report and answer of ``segment`` and the state,
+          under the same version rule as ``save_report``; the report must exist.
         - ``cancel`` moves a running job to ``cancelled`` (bumping the version), so a save
           racing with it fails; it returns the job as stored afterwards and raises
           `autolr.JobNotFound` for an unknown id. Finished or cancelled jobs are left as they are.
@@ -124,7 +129,24 @@ class JobStore(Protocol):
 
     def answer_for(self, job_id: str, segment: int) -> dict[str, Any] | None: ...
 
-    def reports(self, job_id: str) -> list[StoredReport]: ...
+    def report_for(self, job_id: str, segment: int) -> StoredReport | None: ...
+
+    def token_hash(self, job_id: str) -> str | None: ...
+
+    def amend_report(
+        self,
+        job_id: str,
+        *,
+        expected_version: int,
+        segment: int,
+        report: Mapping[str, Any],
+        answer: Mapping[str, Any],
+        update: JobUpdate,
+    ) -> int: ...
+
+    def reports(
+        self, job_id: str, *, start: int = 0, stop: int | None = None, limit: int | None = None
+    ) -> list[StoredReport]: ...
 
     def cancel(self, job_id: str) -> JobRecord: ...
 
@@ -228,6 +250,13 @@ class SqlStore:
             raise ValueError(f"job id {job_id!r} already exists") from None
         return self.load(job_id)
 
+    def token_hash(self, job_id: str) -> str | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(jobs.c.token_hash).where(jobs.c.id == job_id)
+            ).scalar_one_or_none()
+        return None if value is None else str(value)
+
     def load(self, job_id: str) -> JobRecord:
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -303,11 +332,61 @@ class SqlStore:
             ).scalar_one_or_none()
         return None if text is None else dict(loads(text))
 
-    def reports(self, job_id: str) -> list[StoredReport]:
+    def report_for(self, job_id: str, segment: int) -> StoredReport | None:
+        found = self.reports(job_id, start=segment, stop=segment + 1)
+        return found[0] if found else None
+
+    def amend_report(
+        self,
+        job_id: str,
+        *,
+        expected_version: int,
+        segment: int,
+        report: Mapping[str, Any],
+        answer: Mapping[str, Any],
+        update: JobUpdate,
+    ) -> int:
+        now = _now()
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                jobs.update()
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.version == expected_version,
+                    jobs.c.status == "running",
+                )
+                .values(
+                    version=expected_version + 1,
+                    state=dumps(update.state),
+                    status=update.status,
+                    segment=update.segment,
+                    stage=update.stage,
+                    steps_used=update.steps_used,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount != 1:
+                raise StaleVersion(job_id, expected_version)
+            changed = conn.execute(
+                reports.update()
+                .where(reports.c.job_id == job_id, reports.c.segment == segment)
+                .values(report=dumps(dict(report)), answer=dumps(dict(answer)))
+            )
+            if changed.rowcount != 1:
+                raise StaleVersion(job_id, expected_version)  # rolls the job update back
+        return expected_version + 1
+
+    def reports(
+        self, job_id: str, *, start: int = 0, stop: int | None = None, limit: int | None = None
+    ) -> list[StoredReport]:
+        query = sa.select(reports).where(reports.c.job_id == job_id, reports.c.segment >= start)
+        if stop is not None:
+            query = query.where(reports.c.segment < stop)
+        query = query.order_by(reports.c.segment)
+        if limit is not None:
+            query = query.limit(limit)
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(reports).where(reports.c.job_id == job_id).order_by(reports.c.segment)
-            ).all()
+            rows = conn.execute(query).all()
         return [
             StoredReport(
                 segment=row.segment,

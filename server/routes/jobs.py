@@ -13,7 +13,16 @@ from fastapi import APIRouter, Query
 from autolr.config import TunerConfig
 from autolr.protocol import Instruction, Report
 from autolr.server.deps import AdminDep, JobCredentialsDep, JobDep, ServiceDep
-from autolr.server.models import ErrorAnswer, JobCreated, JobDetail, JobInfo, JobList
+from autolr.server.models import (
+    ErrorAnswer,
+    JobCreated,
+    JobDetail,
+    JobInfo,
+    JobList,
+    RecordedReport,
+    RecordedReports,
+)
+from autolr.server.service import MAX_SEGMENT
 from autolr.server.store import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -49,11 +58,14 @@ def create_job(config: TunerConfig, service: ServiceDep, _admin: AdminDep) -> Jo
 def report(credentials: JobCredentialsDep, body: Report, service: ServiceDep) -> Instruction:
     """Report the losses of the awaited segment and get the next instruction.
 
-    Idempotent: re-sending the report for the previous segment returns the same instruction
-    and changes nothing. Losses may be NaN or ±inf (as JSON ``null`` or the ``NaN`` /
-    ``Infinity`` tokens): they mean divergence. A report for another segment is a 409 naming
-    the expected one; a 409 with ``retryable: true`` (a concurrent report won a race) may
-    simply be resent.
+    Idempotent: re-sending the report for a segment already recorded returns the same
+    instruction and changes nothing. A resent report whose losses differ from the recorded ones
+    is a 409 ``report_differs`` saying what differs (the record stands); one that only adds
+    ``extra_steps`` to the latest report is merged (the budget counts them). Losses may be NaN
+    or ±inf (as JSON ``null`` or the ``NaN`` / ``Infinity`` tokens): they mean divergence. A
+    report for a later segment is a 409 naming the expected one; a 409 with
+    ``retryable: true`` (a concurrent report won a race) may simply be resent. Integers beyond
+    what the database stores are a 422 naming the field.
     """
     return service.report_as(credentials.job_id, credentials.token, body, admin=credentials.admin)
 
@@ -68,6 +80,39 @@ def get_job(job: JobDep) -> JobDetail:
     """The job's config, status, the instruction it awaits, the schedule so far, each stage's
     probes with their predicted losses, and the segment log with loss summaries."""
     return JobDetail.of_record(job, job.state)
+
+
+@router.get(
+    "/{job_id}/reports",
+    response_model=RecordedReports,
+    responses=_errors(401, 404, 422),
+    summary="Read a job's recorded reports",
+)
+def recorded_reports(
+    job: JobDep,
+    service: ServiceDep,
+    start: Annotated[int, Query(ge=0, le=MAX_SEGMENT, description="First segment.")] = 0,
+    stop: Annotated[
+        int | None, Query(ge=0, le=MAX_SEGMENT, description="Segment to stop before.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> RecordedReports:
+    """The reports the job recorded from segment ``start`` (with the instruction each one was
+    answered with), a page at a time: what a client that lost track of the job (an old
+    checkpoint, an outage) needs to continue from the job's record."""
+    rows, next_start = service.recorded_reports(job, start=start, stop=stop, limit=limit)
+    return RecordedReports(
+        reports=[
+            RecordedReport(
+                segment=row.segment,
+                report=Report.model_validate(row.report),
+                answer=Instruction.model_validate(row.answer),
+                created_at=row.created_at,
+            )
+            for row in rows
+        ],
+        next_start=next_start,
+    )
 
 
 @router.get("", response_model=JobList, responses=_errors(401, 422), summary="List jobs")
