@@ -11,12 +11,15 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from autolr.errors import ConfigError
+from autolr.policy import Objective
 
 LossSource = Literal["train", "val", "auto"]
 
 #: Largest step count a config accepts: 2**53 is exact in a JSON number and a float, and fits the
 #: 64-bit integer columns of the server's database (a fuzzed 2.5e21 budget made SQLite overflow).
 MAX_STEPS = 2**53
+#: Fields of earlier versions whose rules were retired; stored configs holding them still load.
+RETIRED_FIELDS = frozenset({"prefer_larger_lr", "damp_moves"})
 
 
 class TunerConfig(BaseModel):
@@ -102,15 +105,12 @@ class TunerConfig(BaseModel):
     stop_tolerance: float = Field(
         0.03, ge=0, le=1, description="Adaptive stop: relative improvement still worth a probe."
     )
-    # Counters the greedy short-horizon bias towards small LRs (README, "Schedule quality").
-    # The band is a share of the stage's forecast progress (best forecast below the stage's
-    # starting loss), so it means the same for any loss offset and scale.
-    prefer_larger_lr: float = Field(
-        0.3,
-        ge=0,
-        le=1,
-        description="Train with the largest LR whose forecast is within this share of the "
-        "stage's forecast progress of the best.",
+    # What a probe is ranked by (autolr.policy): "final" ends each probe with a short cooldown
+    # and ranks the loss the stage would reach if the run cooled down after it (its LR's noise
+    # floor removed, as the final decay removes it); "horizon" is AutoLRS's constant-LR loss
+    # forecast τ steps ahead, which favours small LRs (short-horizon bias, ../OBJECTIVE.md).
+    objective: Objective = Field(
+        "final", description="Probe ranking: 'final' (cooled forecast) or 'horizon' (AutoLRS)."
     )
     # Short probes on noisy losses give forecasts whose errors dwarf their differences; a GP
     # told nothing about that interpolates the noise (README, "Schedule quality").
@@ -118,12 +118,12 @@ class TunerConfig(BaseModel):
         True, description="Give the GP each forecast's variance (from its probe's loss noise)."
     )
     # A later stage's pick comes from a few short probes; the previous stage's LR has been
-    # tested by a whole stage. A move the forecasts cannot tell from noise goes half-way
-    # (README, "Schedule quality": the char LM's stage-2 ties moved it 3x up or down).
-    damp_moves: bool = Field(
+    # tested by a whole stage, and short probes drift: towards small LRs (their noise floor),
+    # or with the noise. A move needs evidence (autolr.policy, Rule.HOLD_PREVIOUS; README).
+    hold_moves: bool = Field(
         True,
-        description="Move a later stage only half-way (in log LR) from the previous stage's "
-        "LR unless its pick's forecast beats that LR's probe by 2 standard errors.",
+        description="A later stage keeps the previous stage's LR unless its pick beats that "
+        "LR's probe by 2 standard errors of their difference.",
     )
     reuse_best_probe: bool = Field(
         True, description="Train on from the best probe's end state instead of the snapshot."
@@ -143,6 +143,15 @@ class TunerConfig(BaseModel):
         lt=1,
         description="Final share of total_steps spent decaying the LR to ~0 (needs total_steps).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired_fields(cls, data: object) -> object:
+        """Configs stored before the stage policy (autolr.policy) still load: the rules that
+        ``prefer_larger_lr`` and ``damp_moves`` switched were retired with it (README)."""
+        if isinstance(data, dict) and RETIRED_FIELDS & data.keys():
+            return {k: v for k, v in data.items() if k not in RETIRED_FIELDS}
+        return data
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Self:
@@ -218,9 +227,9 @@ class TunerConfig(BaseModel):
             "adaptive_probes": False,
             "reuse_best_probe": False,
             "anneal_fraction": 0.0,
-            "prefer_larger_lr": 0.0,
+            "objective": "horizon",
             "forecast_noise": False,
-            "damp_moves": False,
+            "hold_moves": False,
             "probe_budget": None,
             "probe_fraction": 0.1,
         }

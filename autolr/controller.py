@@ -24,6 +24,18 @@ from autolr.config import TunerConfig
 from autolr.errors import Conflict, JobFinished, ReportError
 from autolr.forecast import ExponentialForecaster, Forecaster
 from autolr.plan import StagePlan, stage_plan
+from autolr.policy import (
+    THRESHOLDS,
+    Decision,
+    ProbeView,
+    Rule,
+    choose_train_lr,
+    cooldown_drop,
+    hold,
+    rollback_lr,
+    search_candidates,
+    tail_steps,
+)
 from autolr.protocol import Instruction, Report
 from autolr.space import LogSpace
 
@@ -35,32 +47,8 @@ log = logging.getLogger(__name__)
 STATE_FORMAT = 1
 #: Points kept per segment in the segment log (bucket means), enough to draw loss curves.
 LOG_POINTS_PER_SEGMENT = 64
-#: A probe whose loss ends this many times the loss range of the segment before the stage above
-#: the stage's baseline diverged. Loss differences only: the same for any loss offset and scale,
-#: and mini-batch noise around a tiny loss is not mistaken for divergence. (Stage 0 has no
-#: segment before it; the forecaster's rising-loss and non-finite checks still apply there.)
-EXPLODE_FACTOR = 2.0
-#: The anneal ends at this fraction of the LR it starts from ("near zero", but a valid LR).
-ANNEAL_END_RATIO = 1e-3
-#: prefer_larger_lr never trains at more than this multiple of the LR the search picked.
-PREFER_MAX_RATIO = 10.0
-#: ... and treats forecasts within this many standard errors of the pick's as equally good
-#: (1, not 2, since the GP is told each forecast's variance: 5 seeds, LM 1.858 -> 1.844).
-TIE_Z = 1.0
-#: A forecast this many standard errors above the stage's start is a significant rise.
-PREFER_Z = 2.0
-#: A train segment that diverges is rolled back to the stage's snapshot at most this often.
-MAX_ROLLBACKS = 2
-#: A probe whose loss jumps this many per-step noise levels above its start blew up.
-SPIKE_FACTOR = 20.0
-#: A train segment is rolled back when its tail mean ends this many standard errors above
-#: where it should be (at least one per-step noise level; or half the promised progress).
-NOISE_Z = 4.0
-#: A rollback retrains with the largest healthy probe LR at least this factor below the failed LR
-#: (or the failed LR divided by ROLLBACK_FALLBACK when no probe is that small); a stage never
-#: trains within this factor of an LR whose probe diverged.
-ROLLBACK_MARGIN = 3.0
-ROLLBACK_FALLBACK = 10.0
+#: Every threshold of the health checks and the stage policy (documented in autolr.policy).
+T = THRESHOLDS
 
 
 class ProbeRecord(BaseModel):
@@ -79,6 +67,15 @@ class ProbeRecord(BaseModel):
     first_loss: float | None = None
     last_loss: float | None = None
     noise: float | None = None  # per-step noise of the fitted series (robust SD, trend removed)
+    drop: float | None = None  # loss removed by the cooldown tail (objective "final")
+    drop_error: float = 0.0  # standard error of ``drop``
+
+    @property
+    def objective(self) -> float | None:
+        """What the search minimizes: the forecast, less the cooldown's drop when measured."""
+        if not self.ok or self.forecast is None:
+            return None
+        return self.forecast - (self.drop or 0.0)
 
 
 class StageRecord(BaseModel):
@@ -107,7 +104,15 @@ class StageRecord(BaseModel):
     bounds: tuple[float, float] = (0.0, 1.0)
     stopped_early: bool = False
     reused_probe: int | None = None
-    damped_from: float | None = None  # the pick's LR when damp_moves trained half-way to it
+    decisions: list[Decision] = Field(default_factory=list)  # the policy's; last one trains
+    pending: list[float] | None = None  # a "final" probe's constant part, awaiting its tail
+    pending_val: list[tuple[int, float]] = Field(default_factory=list)
+
+    @property
+    def decision(self) -> Decision | None:
+        """The decision the stage trains with (after any rollback), None before one."""
+        return self.decisions[-1] if self.decisions else None
+
     search_fallbacks: list[str] = Field(default_factory=list)
     diverged_lrs: list[float] = Field(default_factory=list)
 
@@ -183,7 +188,7 @@ def _step_noise(values: Sequence[float]) -> float:
 def _spiked(losses: Sequence[float], noise_before: float = 0.0) -> bool:
     """Did the loss jump far above its start (an unstable LR), even if it came back down?
 
-    "Far" is SPIKE_FACTOR per-step noise levels for the highest loss, or half that for the
+    "Far" is T.spike_factor per-step noise levels for the highest loss, or half that for the
     mean of the last 10%, and more than the whole progress the series made. Such a probe's
     forecast means nothing (its spikes dominate the smoothing) and, left ok, its huge finite
     forecast flattened every other probe under the searcher's scaling (the stage then trained
@@ -200,8 +205,8 @@ def _spiked(losses: Sequence[float], noise_before: float = 0.0) -> bool:
     peak = max(finite) - finite[0]
     tail = (_tail_mean(finite) or finite[0]) - finite[0]
     return noise > 0 and (
-        (peak > SPIKE_FACTOR * noise and peak > progress)
-        or (tail > 0.5 * SPIKE_FACTOR * noise and tail > progress)
+        (peak > T.spike_factor * noise and peak > progress)
+        or (tail > 0.5 * T.spike_factor * noise and tail > progress)
     )
 
 
@@ -254,34 +259,9 @@ def forecast_error(probe: ProbeRecord) -> float:
     return probe.noise / math.sqrt(max(1.0, probe.steps / 4))
 
 
-def _cannot_rank(probes: Sequence[ProbeRecord]) -> bool:
-    """Are all these forecasts within PREFER_Z standard errors of each other (≥ 3 probes)?
-
-    The spread is compared with the difference of two typical (median) forecast errors.
-    """
-    forecasts = [p.forecast for p in probes if p.forecast is not None]
-    errors = sorted(forecast_error(p) for p in probes)
-    if len(forecasts) < 3 or errors[len(errors) // 2] <= 0:
-        return False
-    spread = max(forecasts) - min(forecasts)
-    return spread <= PREFER_Z * math.sqrt(2.0) * errors[len(errors) // 2]
-
-
-def _gap_error(a: ProbeRecord, b: ProbeRecord) -> float:
-    """Standard error of the difference between two probes' forecasts (independent noise)."""
-    return math.hypot(forecast_error(a), forecast_error(b))
-
-
-def _forecasts_a_rise(stage: StageRecord, probe: ProbeRecord) -> bool:
-    """Does ``probe`` forecast a loss significantly above the stage's start (train losses)?
-
-    Significant: more than PREFER_Z of the forecast's standard errors. Validation-loss probes
-    are not compared: the stage's start is a training loss.
-    """
-    if stage.baseline is None or probe.forecast is None or probe.source != "train":
-        return False
-    err = forecast_error(probe)
-    return err > 0 and probe.forecast - stage.baseline > PREFER_Z * err
+def objective_error(probe: ProbeRecord) -> float:
+    """Standard error of a probe's objective: its forecast's and its cooldown drop's."""
+    return math.hypot(forecast_error(probe), probe.drop_error)
 
 
 def _blew_up(probe: ProbeRecord) -> bool:
@@ -498,6 +478,10 @@ class Controller:
         nxt = current.segment + 1
         if current.kind == "probe":
             stage = state.stages[-1]
+            if self.config.objective == "final" and stage.pending is None:
+                tail = self._tail_instruction(nxt, stage, current, report)
+                if tail is not None:
+                    return tail
             self._record_probe(stage, report, current)
             if (
                 len(stage.probes) < self.config.probes_per_stage
@@ -630,7 +614,7 @@ class Controller:
             return False
         # Far above where it should be: the stage's start or the chosen probe's own end loss
         # (the same LR from the same state, in fewer steps), whichever is lower. "Far" is half
-        # the progress the chosen probe promised or a significant rise: NOISE_Z standard errors
+        # the progress the chosen probe promised or a significant rise: T.rollback_z standard errors
         # of a difference of tail means, and at least one per-step noise level (loss noise is
         # not i.i.d.: slow wobbles are healthy). The noise (of the segment before or this one,
         # the larger) is measured with the trend removed, so a steep but healthy descent before
@@ -647,7 +631,7 @@ class Controller:
         window = max(1, int(0.1 * len(losses)))  # steps in the tail mean
 
         def rise(ref_window: int) -> float:  # a significant rise over a reference mean
-            return noise * max(1.0, NOISE_Z * math.sqrt(1.0 / window + 1.0 / ref_window))
+            return noise * max(1.0, T.rollback_z * math.sqrt(1.0 / window + 1.0 / ref_window))
 
         # (reference, its window, half the promised progress)
         references = [(start, window, 0.0)]
@@ -674,39 +658,36 @@ class Controller:
 
         Short probes can favour an LR that only diverges over the longer train segment (seen
         with SGD early in training). The stage's snapshot is still held, so the damage is
-        undone: the stage trains again at the largest healthy probe LR between
-        ``ROLLBACK_MARGIN`` and ``ROLLBACK_FALLBACK`` times below the failed LR, or the failed
-        LR over ``ROLLBACK_FALLBACK`` (never further down: the smallest probe of a cold search
-        can be 1000x below, and training there stalls the whole run). The diverged steps stay
-        spent (the budget counts them).
+        undone; the LR comes from `autolr.policy.rollback_lr`. The diverged steps stay spent
+        (the budget counts them).
         """
         stage = self._require_started().stages[-1]
-        if len(stage.diverged_lrs) >= MAX_ROLLBACKS:
+        if len(stage.diverged_lrs) >= T.max_rollbacks:
             return None
         failed = current.lr
-        safe = [
-            p
-            for p in stage.probes
-            if p.ok
-            and p.forecast is not None
-            and failed / ROLLBACK_FALLBACK <= p.lr <= failed / ROLLBACK_MARGIN
-        ]
-        if safe:  # the smallest step down that a probe showed to be healthy
-            lr = max(p.lr for p in safe)
-        else:
-            lr = max(self.config.min_lr, failed / ROLLBACK_FALLBACK)
-        if lr >= failed:  # already at min_lr: nothing safer to retrain with
+        healthy = [p.lr for p in stage.probes if p.ok and p.forecast is not None]
+        lr = rollback_lr(failed, healthy, min_lr=self.config.min_lr)
+        if lr is None:  # already at min_lr: nothing safer to retrain with
             return None
         stage.diverged_lrs.append(failed)
         log.warning(
             "stage %d diverged at lr=%.4g; rolling back to lr=%.4g", stage.stage, failed, lr
+        )
+        stage.decisions.append(
+            Decision(
+                rule=Rule.ROLLBACK,
+                lr=lr,
+                objective=self.config.objective,
+                note=f"training at {failed:.3g} diverged",
+            )
         )
         stage.chosen_lr, stage.chosen_probe, stage.reused_probe = lr, None, None
         total = self._fit_train_steps(stage, current.steps + stage.train_left)
         if total <= 0:
             return self._anneal(segment, lr).model_copy(update={"restore": True})
         stage.train_steps = total
-        return self._train_chunk(segment, stage, lr, total, restore=True)
+        retry = self._train_chunk(segment, stage, lr, total, restore=True)
+        return retry.model_copy(update={"decision": stage.decisions[-1].summary()})
 
     # -- instruction builders
     def _first_instruction(self) -> Instruction:
@@ -748,7 +729,7 @@ class Controller:
             segment=segment,
             kind="anneal",
             lr=lr,
-            lr_end=lr * ANNEAL_END_RATIO,
+            lr_end=lr * T.anneal_end_ratio,
             steps=remaining,
             eval_every=remaining if self.config.loss_source != "train" else None,
             stage=len(self._require_started().stages) - 1,
@@ -865,7 +846,7 @@ class Controller:
         """
         if not self.config.adaptive_probes or len(stage.probes) < self.config.min_probes:
             return False
-        healthy = [p.forecast for p in stage.probes if p.ok and p.forecast is not None]
+        healthy = [p.objective for p in stage.probes if p.objective is not None]
         if not healthy:
             return False
         scale = _progress_scale(stage.baseline, healthy)
@@ -877,18 +858,22 @@ class Controller:
         return done
 
     def _probe_instruction(self, segment: int, stage: StageRecord, x_next: float) -> Instruction:
+        """A probe at ``x_next``; with the "final" objective its constant part (a cooldown
+        tail of `autolr.policy.tail_steps` follows, the two together ``probe_steps`` long)."""
         i = len(stage.probes)
-        save_best = self._save_best(stage)
+        final = self.config.objective == "final"
+        save_best = not final and self._save_best(stage)
         lr = self.space.to_lr(x_next)
+        steps = stage.probe_steps - (tail_steps(stage.probe_steps) if final else 0)
         eval_every = None
         if stage.source == "val":
-            eval_every = max(1, stage.probe_steps // self.config.val_evals_per_probe)
+            eval_every = max(1, steps // self.config.val_evals_per_probe)
         return Instruction(
             segment=segment,
             kind="probe",
             lr=lr,
             lr_end=lr,
-            steps=stage.probe_steps,
+            steps=steps,
             snapshot=i == 0,
             restore=i > 0,
             save_best=save_best,
@@ -911,28 +896,24 @@ class Controller:
     def _train_instruction(
         self, segment: int, stage: StageRecord, *, fixed_lr: float | None = None
     ) -> Instruction:
-        idx = self._choose(stage) if fixed_lr is None else None
         if fixed_lr is not None:
-            lr = fixed_lr
+            decision = hold(fixed_lr, self.config.objective, "probe budget spent")
         else:
-            lr = self.config.min_lr if idx is None else stage.probes[idx].lr
-        if idx is not None and _forecasts_a_rise(stage, stage.probes[idx]):
-            # the best the search found makes the loss worse than where the stage started:
-            # the LR range searched is wrong (seen: 4 probes for a whole short run, stage 1
-            # trained on at an LR of 1.0 that had killed the model); step down instead
-            lr, idx = max(self.config.min_lr, lr / ROLLBACK_FALLBACK), None
-        held = self._held_lr(stage, stage.probes[idx]) if idx is not None else None
-        if held is not None:
-            # train half-way between the previous stage's LR and the pick's; the pick's probe
-            # state is still reused below (its τ' steps are a few steps at a nearby LR)
-            stage.damped_from, lr = lr, math.sqrt(held * lr)
+            decision = self._decide(stage)
+        stage.decisions.append(decision)
+        lr, idx = decision.lr, decision.probe
         stage.chosen_lr, stage.chosen_probe = lr, idx
-        # Reuse the chosen probe's τ' steps when its end state is at hand: it is the probe just
-        # run (train on from here), or the one kept in the best-probe slot.
+        log.info("stage %d: %s", stage.stage, decision.summary())
+        # Reuse the chosen probe's steps when its end state is at hand: it is the probe just
+        # run (train on from here), or the one kept in the best-probe slot. A "final" probe's
+        # end is cooled, so only its constant part, kept in the best-probe slot, is reused.
         reuse = self.config.reuse_best_probe and idx is not None
-        continue_last = reuse and idx == len(stage.probes) - 1
+        cooled = self.config.objective == "final"
+        continue_last = reuse and not cooled and idx == len(stage.probes) - 1
         from_best = reuse and not continue_last and idx == stage.best_saved
-        reused = stage.probes[idx].steps if idx is not None and (continue_last or from_best) else 0
+        reused = 0
+        if idx is not None and (continue_last or from_best):
+            reused = stage.probes[idx].steps
         stage.reused_probe = idx if reused else None
         total = self._fit_train_steps(stage, max(1, stage.tau - reused))
         stage.train_steps = total
@@ -949,34 +930,104 @@ class Controller:
             restore=bool(stage.probes) and not (continue_last or from_best),
             snapshot=not stage.probes,
             restore_best=from_best,
-        )
+        ).model_copy(update={"decision": decision.summary()})
 
     # -- decisions
-    def _record_probe(self, stage: StageRecord, report: Report, current: Instruction) -> None:
-        losses = report.train_losses
-        source: Literal["train", "val"] = "train"
-        steps: list[float] = [float(i + 1) for i in range(len(losses))]
-        series: list[float] = list(losses)
-        val = [(s, v) for s, v in report.val_losses if 0 < s <= current.steps]
+    def _horizon(self, stage: StageRecord) -> int:
+        """Steps ahead (from the stage's start) at which a probe's forecast is evaluated.
+
+        "horizon" (AutoLRS): τ. "final": the steps left before the final decay, as if the LR
+        were held until then (the plan the stage's LR is the peak of); at least τ. Without a
+        budget the horizon grows with the run: as many steps as have run so far.
+        """
+        if self.config.objective == "horizon":
+            return stage.tau
+        if self.config.total_steps is None:
+            return max(stage.tau, stage.start_step)
+        left = self.config.total_steps - stage.start_step - self.config.anneal_steps
+        return max(stage.tau, left)
+
+    @staticmethod
+    def _probe_series(
+        stage: StageRecord, losses: Sequence[float], val: Sequence[tuple[int, float]]
+    ) -> tuple[Literal["train", "val"], list[float], list[float]]:
+        """The series a probe is judged on: its validation losses when the stage fits them
+        and there are enough, else its training losses; as (source, steps, values)."""
         if stage.source == "val" and len(val) >= 8:
-            source = "val"
-            steps = [float(s) for s, _ in sorted(val)]
-            series = [v for _, v in sorted(val)]
+            ordered = sorted(val)
+            return "val", [float(s) for s, _ in ordered], [v for _, v in ordered]
+        return "train", [float(i + 1) for i in range(len(losses))], list(losses)
+
+    def _tail_instruction(
+        self, segment: int, stage: StageRecord, current: Instruction, report: Report
+    ) -> Instruction | None:
+        """The cooldown tail of a "final"-objective probe whose constant part just ran.
+
+        None when the constant part already failed (a non-finite loss or stopped early): there
+        is no floor to measure. The tail keeps the constant part's end state in the best-probe
+        slot first when its forecast is the best so far (``reuse_best_probe``).
+        """
+        losses = report.train_losses
+        if len(losses) < current.steps or not all(math.isfinite(v) for v in losses):
+            return None
+        val = [(s, v) for s, v in report.val_losses if 0 < s <= current.steps]
+        stage.pending, stage.pending_val = list(losses), val
+        steps = stage.probe_steps - current.steps
+        save_best = False
+        if self.config.reuse_best_probe:
+            _, t, y = self._probe_series(stage, losses, val)
+            fc = self.forecaster.forecast(t, y, float(self._horizon(stage)))
+            best = [p.forecast for p in stage.probes if p.ok and p.forecast is not None]
+            save_best = fc.ok and math.isfinite(fc.value) and all(fc.value <= b for b in best)
+            if save_best:
+                stage.best_saved = current.probe
+        return Instruction(
+            segment=segment,
+            kind="probe",
+            lr=current.lr,
+            lr_end=current.lr * T.anneal_end_ratio,
+            steps=steps,
+            save_best=save_best,
+            eval_every=max(1, steps // 3) if stage.source == "val" else None,
+            stage=stage.stage,
+            probe=current.probe,
+        )
+
+    def _record_probe(self, stage: StageRecord, report: Report, current: Instruction) -> None:
+        """Judge a finished probe: its forecast, its cooldown drop ("final") and its health."""
+        tail: list[float] = []
+        tail_val: list[tuple[int, float]] = []
+        if stage.pending is not None:  # the report is a cooldown tail
+            losses, val = stage.pending, stage.pending_val
+            tail = list(report.train_losses)
+            tail_val = [(s, v) for s, v in report.val_losses if 0 < s <= current.steps]
+            stage.pending, stage.pending_val = None, []
+        else:
+            losses = list(report.train_losses)
+            val = [(s, v) for s, v in report.val_losses if 0 < s <= current.steps]
+        source, steps, series = self._probe_series(stage, losses, val)
         if stage.baseline is None and losses and math.isfinite(losses[0]):
             stage.baseline = losses[0]
-        fc = self.forecaster.forecast(steps, series, float(stage.tau))
+        fc = self.forecaster.forecast(steps, series, float(self._horizon(stage)))
         ok, reason = fc.ok, fc.reason
         last = _tail_mean(losses)
-        if ok and not all(math.isfinite(v) for v in losses):
+        noise = _step_noise(series)
+        if ok and not all(math.isfinite(v) for v in [*losses, *tail]):
             ok, reason = False, "non-finite training loss"
         if ok and stage.baseline is not None and last is not None and stage.baseline_spread > 0:
-            limit = stage.baseline + EXPLODE_FACTOR * stage.baseline_spread
+            limit = stage.baseline + T.explode_factor * stage.baseline_spread
             if last > limit:
                 ok, reason = False, f"exploding loss ({last:.4g} > {limit:.4g})"
         if (ok or reason == "rising loss") and _spiked(losses, stage.baseline_noise):
             ok, reason = False, f"exploding loss (up to {max(losses):.4g})"
         if ok and not math.isfinite(fc.value):
             ok, reason = False, "non-finite forecast"
+        drop, drop_error = None, 0.0
+        if ok and (tail or tail_val):
+            cooled = [v for _, v in sorted(tail_val)] if source == "val" else tail
+            level = self.forecaster.forecast(steps, series, steps[-1])
+            if level.ok:
+                drop, drop_error = cooldown_drop(level.value, cooled, noise, T)
         stage.probes.append(
             ProbeRecord(
                 probe=len(stage.probes),
@@ -989,7 +1040,9 @@ class Controller:
                 forecast=fc.value if ok else None,
                 first_loss=_finite(losses[0]) if losses else None,
                 last_loss=last,
-                noise=_step_noise(series),
+                noise=noise,
+                drop=drop,
+                drop_error=drop_error,
             )
         )
 
@@ -1002,13 +1055,13 @@ class Controller:
         search away, small enough not to wreck the GP's standardized outcome scale (a 1e6
         penalty, as in the reference, does).
         """
-        finite = [p.forecast for p in stage.probes if p.ok and p.forecast is not None]
+        finite = [p.objective for p in stage.probes if p.objective is not None]
         if finite:
             worst, best = max(finite), min(finite)
             penalty = worst + max(worst - best, 0.1 * abs(worst), 1e-12)
         else:
             penalty = 1.0
-        return [p.forecast if p.ok and p.forecast is not None else penalty for p in stage.probes]
+        return [p.objective if p.objective is not None else penalty for p in stage.probes]
 
     def _variances(self, probes: Sequence[ProbeRecord], scale: float) -> list[float] | None:
         """Each probe's forecast variance in the searcher's normalized units (None: option off).
@@ -1018,96 +1071,53 @@ class Controller:
         if not self.config.forecast_noise:
             return None
         return [
-            (forecast_error(p) / scale) ** 2 if p.ok and p.forecast is not None else 0.0
-            for p in probes
+            (objective_error(p) / scale) ** 2 if p.objective is not None else 0.0 for p in probes
         ]
 
-    def _held_lr(self, stage: StageRecord, pick: ProbeRecord) -> float | None:
-        """With ``damp_moves``: the previous stage's LR when ``pick`` leaves it on noise alone.
+    def _views(self, stage: StageRecord) -> list[ProbeView]:
+        return [
+            ProbeView(
+                probe=p.probe,
+                lr=p.lr,
+                x_unit=p.x_unit,
+                ok=p.ok,
+                forecast=p.forecast if p.ok else None,
+                drop=p.drop,
+                error=objective_error(p),
+                blew_up=_blew_up(p),
+                reason=p.reason,
+            )
+            for p in stage.probes
+        ]
 
-        The previous LR has been tested by a whole stage; the pick by one short probe. The move
-        counts as earned when the pick's forecast beats the probe of the previous LR (warm
-        start probes it first) by PREFER_Z standard errors of their difference; without such a
-        probe there is nothing to compare with and the pick trains (None). Five seeds, three tasks: the
-        char LM 1.844 -> 1.827 (its tie moves went 3x up or down), digits 0.0505 -> 0.0439, the
-        teacher 0.0828 -> 0.0831.
+    def _decide(self, stage: StageRecord) -> Decision:
+        """The stage policy's decision; the search picks among its candidates first.
+
+        The search's pick is the candidate with the lowest GP posterior mean of the objective
+        (AutoLRS pitfall 12: the raw argmin of noisy forecasts is noise); the policy then
+        applies its rules (`autolr.policy.choose_train_lr`).
         """
-        previous = self._previous_lr()
-        if not self.config.damp_moves or previous is None or pick.forecast is None:
-            return None
-        if math.isclose(pick.lr, previous, rel_tol=1e-6):
-            return None
-        for p in stage.probes:
-            if p.ok and p.forecast is not None and math.isclose(p.lr, previous, rel_tol=1e-6):
-                earned = p.forecast - pick.forecast >= PREFER_Z * _gap_error(p, pick)
-                return None if earned else previous
-        return None
-
-    def _choose(self, stage: StageRecord) -> int | None:
-        """Index of the probe to train with: lowest GP posterior mean among healthy probes."""
-        healthy = [i for i, p in enumerate(stage.probes) if p.ok and p.forecast is not None]
-        # Stability margin: the train segment is many times longer than a probe, so an LR
-        # within ROLLBACK_MARGIN of one that diverged in a probe is likely to diverge there.
-        failed = [p.lr for p in stage.probes if _blew_up(p)]
-        if failed:
-            limit = min(failed) / ROLLBACK_MARGIN
-            safe = [i for i in healthy if stage.probes[i].lr <= limit]
-            healthy = safe or healthy
-        if not healthy:
-            return None
-        x = [stage.probes[i].x_unit for i in healthy]
-        y = [stage.probes[i].forecast or 0.0 for i in healthy]
-        if stage.stage == 0 and _cannot_rank([stage.probes[i] for i in healthy]):
-            # Every forecast is within the noise of every other: the probes cannot rank the LRs
-            # (seen: a CNN on its initial plateau, where 20-step probes of 4e-5..4e-3 all
-            # forecast ln 10 and the noise picked 4e-5; the run never left the plateau). Train
-            # at the largest healthy LR, the one whose steps can leave a plateau. Stage 0 only:
-            # later stages start from a trained model, and prefer_larger_lr handles their ties.
-            # Not an LR whose probe forecasts a significant rise over the start, though (seen
-            # in a sweep: 0.5 forecast 2.60 from 2.32 on digits; trained, the model died).
-            calm = [i for i in healthy if not _forecasts_a_rise(stage, stage.probes[i])]
-            return max(calm or healthy, key=lambda i: stage.probes[i].lr)
-        y_unit, y_scale = _normalized(y)
-        noise = self._variances([stage.probes[i] for i in healthy], y_scale)
-        try:
-            pick = self.searcher.choose(x, y_unit, **_noise_kwargs(self.searcher.choose, noise))
-        except Exception as exc:
-            stage.search_fallbacks.append(f"choose: {type(exc).__name__}: {exc}"[:300])
-            pick = min(range(len(y)), key=lambda j: (y[j], j))
-        tol = self.config.prefer_larger_lr
-        if tol > 0 and stage.stage > 0:
-            # Counter the greedy short-horizon bias towards small LRs: among probes whose
-            # forecast is within ``tol`` of the stage's forecast progress above the chosen one,
-            # train with the largest LR. Loss differences only: offset- and scale-free.
-            # The jump is capped at PREFER_MAX_RATIO (one decade) above the picked LR: with sparse
-            # probes (three, decades apart) a wide band would otherwise hand the stage a far
-            # larger, barely tested LR. A probe also counts as near when the forecasts cannot
-            # tell it from the pick: within TIE_Z standard errors of their difference (from
-            # each probe's loss noise), as with noisy losses, where short probes favour the LR
-            # that lowers the noise floor first. Not in stage 0: its forecast progress is mostly the
-            # drop from initialization, so the band would admit probes far worse than the best
-            # (seen: an LM trained stage 0 at 4x the best LR, forecast 0.5 nats worse).
-            # The reach counts from the best raw forecast too: a GP fitted to noisy forecasts
-            # can put its minimum decades below it (seen on the teacher task: 0.00015 picked,
-            # 0.0046 forecast best), and from the LR the previous stage trained with, which a
-            # whole stage has tested (seen on the teacher: noisy stage-1 forecasts led the
-            # search to 1.4e-4..3.5e-4; the previous stage's 1.4e-3 trained on where 4.5e-3
-            # tied with the best: 0.096 -> 0.076). A probe that forecasts a significant rise
-            # over the stage's start is never a tie (it would trip the wrong-range rule).
-            best = min(range(len(y)), key=lambda j: (y[j], j))
-            anchors = [x[pick], x[best]]
-            previous = self._previous_lr()
-            if previous is not None:
-                anchors.append(self.space.to_unit(previous))
-            reach = max(anchors) + math.log(PREFER_MAX_RATIO) / self.space.log_width
-            probes = [stage.probes[i] for i in healthy]
-            band = y[pick] + tol * _progress_scale(stage.baseline, y)
-            near = [
-                j
-                for j in range(len(y))
-                if x[j] <= reach + 1e-12
-                and not _forecasts_a_rise(stage, probes[j])
-                and (y[j] <= band or y[j] - y[pick] <= TIE_Z * _gap_error(probes[pick], probes[j]))
-            ] or [pick]
-            pick = max(near, key=lambda j: x[j])
-        return healthy[pick]
+        views = self._views(stage)
+        candidates, _ = search_candidates(views)
+        pick: int | None = None
+        if candidates:
+            x = [p.x_unit for p in candidates]
+            y = [p.objective or 0.0 for p in candidates]
+            y_unit, y_scale = _normalized(y)
+            noise = self._variances([stage.probes[p.probe] for p in candidates], y_scale)
+            try:
+                j = self.searcher.choose(x, y_unit, **_noise_kwargs(self.searcher.choose, noise))
+            except Exception as exc:
+                stage.search_fallbacks.append(f"choose: {type(exc).__name__}: {exc}"[:300])
+                j = min(range(len(y)), key=lambda k: (y[k], k))
+            pick = candidates[j].probe
+        baseline = stage.baseline if stage.source == "train" else None
+        return choose_train_lr(
+            views,
+            pick=pick,
+            baseline=baseline,
+            min_lr=self.config.min_lr,
+            objective=self.config.objective,
+            previous_lr=self._previous_lr(),
+            hold_moves=self.config.hold_moves,
+        )

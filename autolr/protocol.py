@@ -44,6 +44,11 @@ class Instruction(BaseModel):
     finished: bool = Field(False, description="The budget is spent; stop training.")
     stage: int = Field(-1, ge=-1, description="Stage index (-1 for warmup).")
     probe: int | None = Field(None, ge=0, description="Probe index inside the stage.")
+    decision: str | None = Field(
+        None,
+        max_length=2000,
+        description="On a stage's first train segment: the stage policy's rule and evidence.",
+    )
 
     def lr_at(self, step: int) -> float:
         """LR for step ``step`` (0-based) of this segment: the linear ramp ``lr → lr_end``."""

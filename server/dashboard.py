@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from html import escape
 
-from autolr.controller import SegmentRecord, StageRecord, forecast_error
+from autolr.controller import SegmentRecord, StageRecord, objective_error
 from autolr.space import LogSpace
 
 #: Fill colours of the segment kinds (colour-blind-safe Okabe-Ito hues).
@@ -385,22 +385,23 @@ def loss_svg(segments: Sequence[SegmentRecord], *, frame: Frame | None = None) -
 def stage_posterior(
     stage: StageRecord, space: LogSpace, *, forecast_noise: bool = True
 ) -> Posterior | None:
-    """The GP posterior of the forecast loss over the LR range, fitted to a stage's probes.
+    """The GP posterior of the ranked objective over the LR range, fitted to a stage's probes.
 
     The GP is `autolr.search.GPSearcher`'s model, fitted to the healthy probes only (those with
-    a forecast): the model ``choose`` uses to pick the stage's LR, so the curve's minimum among
-    the probes is the chosen LR. Returns None with fewer than `MIN_PROBES_FOR_GP` healthy
+    an objective: the cooled forecast, or the forecast under the "horizon" objective): the
+    model the search's pick comes from. The LR trained is the stage policy's decision, whose
+    rule the stage card states (a tie or a cap can move it off the curve's minimum). Returns None with fewer than `MIN_PROBES_FOR_GP` healthy
     probes or when the fit fails: the dashboard then shows the probes alone. Results are cached
     (a finished stage never changes), so reloading a page costs no fit. With ``forecast_noise``
     (the job's `TunerConfig` option) the GP is given each forecast's variance, as in the search.
     """
-    healthy = [p for p in stage.probes if p.ok and p.forecast is not None]
+    healthy = [p for p in stage.probes if p.objective is not None]
     if len(healthy) < MIN_PROBES_FOR_GP:
         return None
     return _fit_posterior(
         tuple(p.x_unit for p in healthy),
-        tuple(float(p.forecast) for p in healthy if p.forecast is not None),
-        tuple(forecast_error(p) ** 2 for p in healthy) if forecast_noise else None,
+        tuple(float(p.objective) for p in healthy if p.objective is not None),
+        tuple(objective_error(p) ** 2 for p in healthy) if forecast_noise else None,
         space.min_lr,
         space.max_lr,
     )
@@ -447,11 +448,11 @@ def probe_svg(
     """
     frame = frame or Frame(width=380, height=240, left=56, top=30)
     label = f"Stage {stage.stage}: probes (tau={stage.tau}, probe steps={stage.probe_steps})"
-    healthy = [p for p in stage.probes if p.ok and p.forecast is not None]
-    failed = [p for p in stage.probes if not (p.ok and p.forecast is not None)]
+    healthy = [p for p in stage.probes if p.objective is not None]
+    failed = [p for p in stage.probes if p.objective is None]
     if not stage.probes:
         return _empty(frame, label, "chart probe-chart", "no probe finished yet")
-    ys = [p.forecast for p in healthy if p.forecast is not None]
+    ys = [p.objective for p in healthy if p.objective is not None]
     if posterior is not None:
         ys += list(posterior.mean)
     if ys:
@@ -466,7 +467,7 @@ def probe_svg(
     if posterior is not None:
         entries += [("GP mean", GP_COLOUR, "line"), ("±2σ", GP_COLOUR, "band")]
     body = _legend(frame, entries)
-    body += _axes(frame, x, y, "learning rate (log)", "forecast loss")
+    body += _axes(frame, x, y, "learning rate (log)", "predicted loss (ranked)")
     if posterior is not None:
         upper = [(x(lr), y(m + 2 * s)) for lr, m, s in zip(*_cols(posterior), strict=True)]
         lower = [(x(lr), y(m - 2 * s)) for lr, m, s in zip(*_cols(posterior), strict=True)]
@@ -486,9 +487,9 @@ def probe_svg(
             f"<title>{escape(f'chosen lr {fmt(stage.chosen_lr)}')}</title></line>"
         )
     for p in healthy:
-        tip = f"probe {p.probe}: lr {fmt(p.lr)}, forecast {fmt(p.forecast or 0.0)}"
+        tip = f"probe {p.probe}: lr {fmt(p.lr)}, ranked by {fmt(p.objective or 0.0)}"
         body.append(
-            f'<circle class="probe" cx="{x(p.lr):.1f}" cy="{y(p.forecast or 0.0):.1f}" r="3.5" '
+            f'<circle class="probe" cx="{x(p.lr):.1f}" cy="{y(p.objective or 0.0):.1f}" r="3.5" '
             f'fill="{TRAIN_COLOUR}"><title>{escape(tip)}</title></circle>'
         )
     for p in failed:

@@ -269,15 +269,21 @@ def _stage_card(stage: StageRecord, space: LogSpace, *, forecast_noise: bool) ->
         facts.append("search stopped early")
     if stage.reused_probe is not None:
         facts.append(f"trained on from probe {stage.reused_probe}")
-    if stage.damped_from is not None:
-        facts.append(f"half-way to the pick {charts.fmt(stage.damped_from)} (within noise)")
     rows = []
     for p in stage.probes:
         outcome = charts.fmt(p.forecast) if p.ok and p.forecast is not None else p.reason
+        drop = charts.fmt(p.drop) if p.drop is not None else "-"
+        ranked = charts.fmt(p.objective) if p.objective is not None else "-"
         rows.append(
             f"<tr><td class='num'>{_e(p.probe)}</td><td class='num'>{_e(charts.fmt(p.lr))}</td>"
-            f"<td>{_e(outcome or 'no forecast')}</td></tr>"
+            f"<td>{_e(outcome or 'no forecast')}</td><td class='num'>{_e(drop)}</td>"
+            f"<td class='num'>{_e(ranked)}</td></tr>"
         )
+    for decision in stage.decisions:
+        # the stage policy's record: the rule that set the LR and why (autolr.policy)
+        facts.append(f"rule {decision.rule.value}: lr {charts.fmt(decision.lr)}")
+        if decision.note:
+            facts.append(decision.note)
     notes = "".join(f'<p class="note">{_e(note)}</p>' for note in stage.search_fallbacks)
     if posterior is None and stage.probes:
         notes += f'<p class="note">GP drawn from {charts.MIN_PROBES_FOR_GP} healthy probes on.</p>'
@@ -286,11 +292,8 @@ def _stage_card(stage: StageRecord, space: LogSpace, *, forecast_noise: bool) ->
         f'<p class="note">{_e(", ".join(facts))}</p>'
         + charts.probe_svg(stage, space, posterior)
         + "<table><thead><tr><th class='num'>probe</th><th class='num'>lr</th>"
-        "<th>forecast</th></tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table>"
-        + notes
-        + "</div>"
+        "<th>forecast</th><th class='num'>cooldown drop</th><th class='num'>ranked by</th>"
+        "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>" + notes + "</div>"
     )
 
 

@@ -26,8 +26,8 @@ def test_defaults_follow_the_paper() -> None:
     assert stage_plan(TunerConfig()).probe_steps(0) == 50
     # every option beyond the paper is off in the preset
     assert not (cfg.warm_start or cfg.adaptive_probes or cfg.reuse_best_probe or cfg.forecast_noise)
-    assert not cfg.damp_moves
-    assert (cfg.anneal_fraction, cfg.prefer_larger_lr, cfg.probe_budget) == (0.0, 0.0, None)
+    assert not cfg.hold_moves and cfg.objective == "horizon"
+    assert (cfg.anneal_fraction, cfg.probe_budget) == (0.0, None)
 
 
 def test_small_budget_scales_tau_to_fit_at_least_three_stages() -> None:

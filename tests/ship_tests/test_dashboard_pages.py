@@ -134,14 +134,20 @@ def test_user_controlled_text_is_escaped_in_the_page(
     assert "<img" not in html and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
 
 
-def test_a_damped_stage_says_which_pick_it_moved_half_way_to(
+def test_each_stage_states_the_rule_that_set_its_lr_and_its_evidence(
     live_server: ServerProcess, finished_job: dict[str, Any]
 ) -> None:
     detail = _detail(live_server, finished_job)
-    assert "half-way to the pick" not in job_body(JobDetail.model_validate(detail), "")
-    detail["stages"][1]["damped_from"] = 0.0375
     html = job_body(JobDetail.model_validate(detail), "")
-    assert "half-way to the pick 0.0375 (within noise)" in html
+    for stage in detail["stages"]:
+        for decision in stage["decisions"]:
+            assert f"rule {decision['rule']}: lr " in html
+    assert any(stage["decisions"] for stage in detail["stages"])
+    # the probe table shows what the search ranked: the forecast less the cooldown's drop
+    assert "cooldown drop" in html and "ranked by" in html
+    detail["stages"][1]["decisions"][-1].update(rule="hold-previous", note="held <b>")
+    html = job_body(JobDetail.model_validate(detail), "")
+    assert "rule hold-previous" in html and "held &lt;b&gt;" in html
 
 
 def _token(job: dict[str, Any]) -> dict[str, str]:

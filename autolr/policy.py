@@ -1,0 +1,322 @@
+"""The stage policy: which LR a stage trains with, and why — one pure function, one record.
+
+The controller does the bookkeeping (segments, budget, snapshots, searcher calls); the
+judgement of which probed LR trains the stage lives here. `choose_train_lr` reads the stage's
+probe outcomes and returns a `Decision` that names its `Rule` and carries the evidence (each
+probe's forecast, its measured cooldown drop and the predicted loss the objective ranks).
+The decision is persisted with the stage, logged, sent to the client with the train
+instruction and drawn on the dashboard.
+
+The objective (``TunerConfig.objective``):
+
+* ``"final"`` (default) — decide for the end of the budget. A constant-LR probe sits on a
+  noise floor that grows with the LR, and the run ends with a decay that removes it, so
+  ranking probes by their constant-LR loss τ steps ahead favours small LRs (short-horizon
+  bias; Wu et al., ICLR 2018). Each probe therefore ends with a short linear cooldown to ~0
+  (its *tail*). The tail measures the floor that probe's LR leaves: ``drop = fit(end of the
+  constant part) − mean(last third of the tail)``. The objective is the loss the stage would
+  reach if the run cooled down at its end: ``forecast(τ) − drop`` (the exponential forecast
+  of the constant part's progress, minus that LR's own floor). It is what the final decay
+  realizes, so minimizing it picks the LR whose *progress* is best, not whose floor is lowest.
+* ``"horizon"`` — AutoLRS as published: the constant-LR loss forecast at τ.
+
+Every threshold is a field of `Thresholds` (unit and origin documented); `THRESHOLDS` is the
+one instance the controller uses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Objective = Literal["final", "horizon"]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every number the stage policy and the controller's health checks use.
+
+    Losses are compared in units of their own measured noise (standard errors) or of the
+    stage's own loss differences, so no threshold depends on a loss's offset or scale.
+    """
+
+    #: (standard errors) a difference this large is significant: a forecast this far above
+    #: the stage's start is a rise; a later stage's pick must beat the previous stage's LR by
+    #: this much to move (two-sided 5%).
+    rise_z: float = 2.0
+    #: (ratio) a stage never trains within this factor of an LR whose probe blew up; a
+    #: rollback retrains at least this factor lower.
+    stability_margin: float = 3.0
+    #: (ratio) the step down when no probed LR is a safe alternative (wrong range, rollback).
+    step_down: float = 10.0
+    #: (count) rollbacks of one stage's training before it trains on regardless.
+    max_rollbacks: int = 2
+    #: (per-step noise levels) a probe whose loss jumps this far above its start blew up.
+    spike_factor: float = 20.0
+    #: (loss ranges of the segment before the stage) a probe ending this far above the stage's
+    #: start exploded.
+    explode_factor: float = 2.0
+    #: (standard errors) a train segment ending this far above its reference is rolled back.
+    rollback_z: float = 4.0
+    #: (share of a probe) the cooldown tail of a "final"-objective probe: long enough to
+    #: average a few steps of the cooled loss, short enough to leave the constant part ≥ 15
+    #: steps for the exponential fit at the minimum probe length of 20.
+    tail_fraction: float = 0.25
+    #: (steps) the shortest cooldown tail.
+    min_tail_steps: int = 5
+    #: (share of the tail) the cooled loss is the mean over this last share of the tail.
+    cooled_share: float = 1.0 / 3.0
+    #: (ratio) an anneal or a cooldown tail ends at this fraction of the LR it starts from.
+    anneal_end_ratio: float = 1e-3
+
+
+THRESHOLDS = Thresholds()
+
+
+class Rule(StrEnum):
+    """Why a stage trains at its LR. Values are stable: they are persisted and shown."""
+
+    SEARCH_BEST = "search-best"  # the search's pick: lowest GP posterior mean of the objective
+    RANGE_TOO_HIGH = "range-too-high"  # even the best probe makes the loss rise: step down
+    NO_HEALTHY_PROBE = "no-healthy-probe"  # every probe failed: the smallest LR allowed
+    HOLD_PREVIOUS = "hold-previous"  # the pick does not beat the previous LR significantly
+    HOLD = "hold"  # no search this stage (probe budget spent): the LR in use trains on
+    ROLLBACK = "rollback"  # the stage's training diverged: retrain lower from the snapshot
+
+
+class Evidence(BaseModel):
+    """One probe as the policy saw it (all losses in the job's units)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    probe: int
+    lr: float
+    ok: bool
+    forecast: float | None = None  # constant-LR loss forecast at the stage's horizon τ
+    drop: float | None = None  # loss removed by the probe's cooldown tail ("final" only)
+    objective: float | None = None  # what the search minimizes (forecast − drop, or forecast)
+    error: float = 0.0  # standard error of ``objective``, from the probe's loss noise
+    reason: str = ""
+
+
+class Decision(BaseModel):
+    """The LR a stage trains with, the rule that chose it, and the evidence it read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rule: Rule
+    lr: float
+    probe: int | None = None  # index of the probe whose LR trains (None: not a probed LR)
+    objective: Objective = "final"
+    pick: int | None = None  # the search's own pick, before ties and caps
+    evidence: list[Evidence] = Field(default_factory=list)
+    note: str = ""
+
+    def summary(self) -> str:
+        """One line for logs: rule, LR and the predicted losses of the best probes."""
+        ranked = sorted(
+            (e for e in self.evidence if e.objective is not None),
+            key=lambda e: e.objective or 0.0,
+        )[:3]
+        shown = ", ".join(f"{e.lr:.3g}→{e.objective:.4g}±{e.error:.2g}" for e in ranked)
+        return f"{self.rule.value}: lr={self.lr:.4g}" + (f" [{shown}]" if shown else "")
+
+
+@dataclass(frozen=True)
+class ProbeView:
+    """What the policy reads of one probe (a read-only view of the controller's record)."""
+
+    probe: int
+    lr: float
+    x_unit: float
+    ok: bool
+    forecast: float | None
+    drop: float | None
+    error: float
+    blew_up: bool
+    reason: str = ""
+
+    @property
+    def objective(self) -> float | None:
+        if not self.ok or self.forecast is None:
+            return None
+        return self.forecast - (self.drop or 0.0)
+
+
+def search_candidates(
+    probes: Sequence[ProbeView], thresholds: Thresholds = THRESHOLDS
+) -> tuple[list[ProbeView], float | None]:
+    """The probes the search may pick from, and the stability cap that limits them.
+
+    The healthy probes at most ``stability_margin`` below the smallest LR that blew up (a
+    train segment is many probes long: an LR that nearly diverged in a probe is likely to
+    diverge there); all healthy probes when none is that small. The cap is None when no
+    probe blew up.
+    """
+    healthy = [p for p in probes if p.objective is not None]
+    failed = [p.lr for p in probes if p.blew_up]
+    if not failed:
+        return healthy, None
+    cap = min(failed) / thresholds.stability_margin
+    return [p for p in healthy if p.lr <= cap] or healthy, cap
+
+
+def choose_train_lr(
+    probes: Sequence[ProbeView],
+    *,
+    pick: int | None,
+    baseline: float | None,
+    min_lr: float,
+    objective: Objective,
+    previous_lr: float | None = None,
+    hold_moves: bool = True,
+    thresholds: Thresholds = THRESHOLDS,
+) -> Decision:
+    """The LR a stage trains with, given its probes and the search's pick among them.
+
+    Args:
+        probes: every probe of the stage, failed ones included.
+        pick: the ``probe`` index of the search's choice among `search_candidates` (the one
+            with the lowest GP posterior mean of the objective), or None when there is none.
+        baseline: the training loss where the stage started (None when unknown or when the
+            probes measure validation loss, which is not comparable with it).
+        min_lr: the smallest LR the job may use.
+        objective: which quantity the probes were ranked by (recorded in the decision).
+        previous_lr: the LR the previous stage trained with (None in stage 0).
+        hold_moves: apply `Rule.HOLD_PREVIOUS` (``TunerConfig.hold_moves``).
+        thresholds: the policy's numbers.
+
+    Rules, in order: no healthy probe → ``min_lr`` (`Rule.NO_HEALTHY_PROBE`); a pick that
+    forecasts a significant rise over the stage's start → ``step_down`` times lower, the range
+    searched is wrong (`Rule.RANGE_TOO_HIGH`); a pick that does not beat the probe of the
+    previous stage's LR by ``rise_z`` standard errors of their difference → the previous LR
+    (`Rule.HOLD_PREVIOUS`); else the pick (`Rule.SEARCH_BEST`). The candidates exclude LRs
+    within ``stability_margin`` of one that blew up (`search_candidates`).
+    """
+    evidence = [_evidence(p) for p in probes]
+    candidates, cap = search_candidates(probes, thresholds)
+    note = f"stability cap {cap:.3g}" if cap is not None else ""
+    chosen = next((p for p in candidates if p.probe == pick), None)
+    if chosen is None:
+        return Decision(
+            rule=Rule.NO_HEALTHY_PROBE, lr=min_lr, objective=objective, evidence=evidence
+        )
+    if _rises(chosen, baseline, thresholds):
+        return Decision(
+            rule=Rule.RANGE_TOO_HIGH,
+            lr=max(min_lr, chosen.lr / thresholds.step_down),
+            objective=objective,
+            pick=pick,
+            evidence=evidence,
+            note=f"the pick ({chosen.lr:.3g}) forecasts a rise over the stage's start",
+        )
+    rule = Rule.SEARCH_BEST
+    held = _held(candidates, chosen, previous_lr, thresholds) if hold_moves else None
+    if held is not None:
+        chosen, rule = held, Rule.HOLD_PREVIOUS
+    return Decision(
+        rule=rule,
+        lr=chosen.lr,
+        probe=chosen.probe,
+        objective=objective,
+        pick=pick,
+        evidence=evidence,
+        note=note,
+    )
+
+
+def _held(
+    candidates: Sequence[ProbeView],
+    chosen: ProbeView,
+    previous_lr: float | None,
+    t: Thresholds,
+) -> ProbeView | None:
+    """The probe of the previous stage's LR when ``chosen`` does not beat it significantly.
+
+    The previous LR has been tested by a whole stage, a pick by one short probe: a move needs
+    evidence, ``rise_z`` standard errors of the difference. None when there is nothing to hold
+    (stage 0, no healthy probe at the previous LR, or the pick is that probe).
+    """
+    if previous_lr is None:
+        return None
+    same = [p for p in candidates if math.isclose(p.lr, previous_lr, rel_tol=1e-6)]
+    if not same or same[0] is chosen or chosen.objective is None:
+        return None
+    prev = same[0]
+    gap = (prev.objective or 0.0) - chosen.objective
+    return None if gap >= t.rise_z * math.hypot(prev.error, chosen.error) else prev
+
+
+def _rises(p: ProbeView, baseline: float | None, t: Thresholds) -> bool:
+    """Does ``p`` forecast a loss significantly above the stage's start?"""
+    value = p.forecast  # the constant-LR forecast: a rise is a rise, cooled or not
+    if baseline is None or value is None or p.error <= 0:
+        return False
+    return value - baseline > t.rise_z * p.error
+
+
+def _evidence(p: ProbeView) -> Evidence:
+    return Evidence(
+        probe=p.probe,
+        lr=p.lr,
+        ok=p.ok,
+        forecast=p.forecast,
+        drop=p.drop,
+        objective=p.objective,
+        error=p.error,
+        reason=p.reason,
+    )
+
+
+def hold(lr: float, objective: Objective, note: str = "") -> Decision:
+    """The decision of a stage without a search: train on at the LR in use."""
+    return Decision(rule=Rule.HOLD, lr=lr, objective=objective, note=note)
+
+
+def rollback_lr(
+    failed_lr: float,
+    healthy_lrs: Sequence[float],
+    *,
+    min_lr: float,
+    thresholds: Thresholds = THRESHOLDS,
+) -> float | None:
+    """The LR a diverged stage retrains with, or None when nothing safer is left.
+
+    The largest healthy probe LR between ``stability_margin`` and ``step_down`` times below
+    the failed LR, else the failed LR over ``step_down`` (never further: the smallest probe of
+    a cold search can be 1000x below, and training there stalls the run).
+    """
+    safe = [
+        lr
+        for lr in healthy_lrs
+        if failed_lr / thresholds.step_down <= lr <= failed_lr / thresholds.stability_margin
+    ]
+    lr = max(safe) if safe else max(min_lr, failed_lr / thresholds.step_down)
+    return lr if lr < failed_lr else None
+
+
+def tail_steps(probe_steps: int, thresholds: Thresholds = THRESHOLDS) -> int:
+    """Steps of a probe's cooldown tail (the rest of ``probe_steps`` is its constant part)."""
+    return max(thresholds.min_tail_steps, round(thresholds.tail_fraction * probe_steps))
+
+
+def cooldown_drop(
+    level_before: float, tail_losses: Sequence[float], noise: float, thresholds: Thresholds
+) -> tuple[float | None, float]:
+    """The loss a cooldown tail removed, and its standard error.
+
+    ``level_before`` is the fitted loss at the end of the constant part (smoothed, so nearly
+    noise-free); the cooled level is the mean over the last ``cooled_share`` of the tail.
+    None when the tail has no finite values.
+    """
+    finite = [v for v in tail_losses if math.isfinite(v)]
+    if not finite or not math.isfinite(level_before):
+        return None, 0.0
+    k = max(1, math.ceil(thresholds.cooled_share * len(finite)))
+    cooled = sum(finite[-k:]) / k
+    return level_before - cooled, noise / math.sqrt(k)

@@ -1,0 +1,214 @@
+"""The stage policy, from one table: every rule, the evidence it records, and its helpers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from autolr.policy import (
+    THRESHOLDS,
+    Decision,
+    ProbeView,
+    Rule,
+    choose_train_lr,
+    cooldown_drop,
+    hold,
+    rollback_lr,
+    search_candidates,
+    tail_steps,
+)
+
+
+def probe(
+    i: int,
+    lr: float,
+    forecast: float | None,
+    *,
+    drop: float | None = None,
+    error: float = 0.01,
+    blew_up: bool = False,
+) -> ProbeView:
+    ok = forecast is not None
+    return ProbeView(
+        probe=i,
+        lr=lr,
+        x_unit=0.0,
+        ok=ok,
+        forecast=forecast,
+        drop=drop,
+        error=error,
+        blew_up=blew_up,
+        reason="" if ok else "exploding loss",
+    )
+
+
+# (name, probes, search pick, baseline, previous LR, hold_moves, rule, LR trained)
+TABLE = [
+    (
+        "the search's pick trains",
+        [probe(0, 0.01, 1.0), probe(1, 0.03, 0.9), probe(2, 0.1, 1.2)],
+        1,
+        1.5,
+        None,
+        True,
+        Rule.SEARCH_BEST,
+        0.03,
+    ),
+    (
+        "no healthy probe: the smallest LR allowed",
+        [probe(0, 0.01, None, blew_up=True), probe(1, 0.1, None, blew_up=True)],
+        None,
+        1.5,
+        None,
+        True,
+        Rule.NO_HEALTHY_PROBE,
+        1e-4,
+    ),
+    (
+        "the pick forecasts a significant rise: a decade lower",
+        [probe(0, 0.3, 1.8), probe(1, 1.0, 2.5)],
+        0,
+        1.5,
+        None,
+        True,
+        Rule.RANGE_TOO_HIGH,
+        0.03,
+    ),
+    (
+        "a later stage's pick within noise of the previous LR: hold",
+        [probe(0, 0.01, 1.00, error=0.05), probe(1, 0.03, 0.98, error=0.05)],
+        1,
+        1.5,
+        0.01,
+        True,
+        Rule.HOLD_PREVIOUS,
+        0.01,
+    ),
+    (
+        "a later stage's pick beats the previous LR by 2 SE: move",
+        [probe(0, 0.01, 1.00, error=0.005), probe(1, 0.03, 0.98, error=0.005)],
+        1,
+        1.5,
+        0.01,
+        True,
+        Rule.SEARCH_BEST,
+        0.03,
+    ),
+    (
+        "hold_moves off: the pick moves on noise",
+        [probe(0, 0.01, 1.00, error=0.05), probe(1, 0.03, 0.98, error=0.05)],
+        1,
+        1.5,
+        0.01,
+        False,
+        Rule.SEARCH_BEST,
+        0.03,
+    ),
+    (
+        "the previous LR's probe failed: nothing to hold",
+        [probe(0, 0.01, None, blew_up=False), probe(1, 0.03, 0.98, error=0.05)],
+        1,
+        1.5,
+        0.01,
+        True,
+        Rule.SEARCH_BEST,
+        0.03,
+    ),
+    (
+        "the objective is the forecast less the cooldown's drop",
+        [probe(0, 0.01, 1.0, drop=0.0), probe(1, 0.1, 1.1, drop=0.3)],
+        1,
+        1.5,
+        None,
+        True,
+        Rule.SEARCH_BEST,
+        0.1,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("probes", "pick", "baseline", "previous", "hold_moves", "rule", "lr"),
+    [row[1:] for row in TABLE],
+    ids=[row[0] for row in TABLE],
+)
+def test_every_rule_from_the_table(
+    probes: list[ProbeView],
+    pick: int | None,
+    baseline: float | None,
+    previous: float | None,
+    hold_moves: bool,
+    rule: Rule,
+    lr: float,
+) -> None:
+    decision = choose_train_lr(
+        probes,
+        pick=pick,
+        baseline=baseline,
+        min_lr=1e-4,
+        objective="final",
+        previous_lr=previous,
+        hold_moves=hold_moves,
+    )
+    assert decision.rule is rule
+    assert decision.lr == pytest.approx(lr)
+    # the record names its evidence: every probe, with what the objective ranked
+    assert [e.probe for e in decision.evidence] == [p.probe for p in probes]
+    for e, p in zip(decision.evidence, probes, strict=True):
+        assert e.objective == p.objective
+    assert decision.summary().startswith(f"{rule.value}: lr=")
+    # the record survives JSON, as it is persisted with the stage
+    assert Decision.model_validate_json(decision.model_dump_json()) == decision
+
+
+def test_every_rule_is_covered_by_the_table_or_a_test_below() -> None:
+    from_table = {row[6] for row in TABLE}
+    elsewhere = {Rule.HOLD, Rule.ROLLBACK}  # decided by the controller's bookkeeping, below
+    assert from_table | elsewhere == set(Rule)
+
+
+def test_hold_records_the_lr_in_use_without_evidence() -> None:
+    decision = hold(0.02, "final", "probe budget spent")
+    assert (decision.rule, decision.lr, decision.evidence) == (Rule.HOLD, 0.02, [])
+
+
+def test_the_stability_cap_keeps_the_search_off_lrs_near_one_that_blew_up() -> None:
+    probes = [probe(0, 0.01, 1.0), probe(1, 0.1, 0.8), probe(2, 0.2, None, blew_up=True)]
+    candidates, cap = search_candidates(probes)
+    assert cap == pytest.approx(0.2 / THRESHOLDS.stability_margin)
+    assert [p.probe for p in candidates] == [0]
+    # no probe blew up: every healthy one is a candidate, no cap
+    candidates, cap = search_candidates(probes[:2])
+    assert cap is None and len(candidates) == 2
+    # a pick outside the candidates is no pick: the record says so rather than train near 0.2
+    decision = choose_train_lr(probes, pick=1, baseline=1.5, min_lr=1e-4, objective="final")
+    assert decision.rule is Rule.NO_HEALTHY_PROBE
+
+
+@pytest.mark.parametrize(
+    ("healthy", "expected"),
+    [
+        ([0.02, 0.05], 0.02),  # the largest healthy probe LR 3x-10x below the failed 0.1
+        ([0.05], 0.01),  # none that far below: a decade down
+        ([], 0.01),
+    ],
+)
+def test_a_rollback_retrains_at_a_safer_lr(healthy: list[float], expected: float) -> None:
+    assert rollback_lr(0.1, healthy, min_lr=1e-4) == pytest.approx(expected)
+
+
+def test_no_rollback_below_min_lr() -> None:
+    assert rollback_lr(1e-4, [], min_lr=1e-4) is None
+
+
+def test_a_cooldown_drop_is_the_fitted_level_less_the_cooled_mean() -> None:
+    drop, error = cooldown_drop(2.0, [1.9, 1.8, 1.7, 1.6, 1.5, 1.4], 0.1, THRESHOLDS)
+    assert drop == pytest.approx(2.0 - 1.45)  # the last third: 1.5 and 1.4
+    assert error == pytest.approx(0.1 / math.sqrt(2))
+    assert cooldown_drop(2.0, [math.nan], 0.1, THRESHOLDS) == (None, 0.0)
+
+
+def test_tails_leave_the_forecaster_enough_points() -> None:
+    assert tail_steps(20) == 5 and 20 - tail_steps(20) >= 15
+    assert tail_steps(200) == 50
