@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from autolr import Controller, TunerConfig  # noqa: E402
-from autolr.protocol import Report  # noqa: E402
+from autolr import Controller, TunerConfig
+from autolr.protocol import Report
 
 DIM = 100
 STEPS = 3000
@@ -84,9 +84,7 @@ def run_autolr(nqm: NQM, seed: int, overrides: dict[str, object]) -> dict[str, o
     rng = np.random.default_rng(seed)
     theta = rng.normal(size=nqm.h.size)
     s = np.ones_like(nqm.h)  # E[θ²] of the initial distribution
-    cfg = TunerConfig.build(
-        min_lr=MIN_LR, max_lr=MAX_LR, total_steps=STEPS, seed=seed, **overrides
-    )
+    cfg = TunerConfig.build(min_lr=MIN_LR, max_lr=MAX_LR, total_steps=STEPS, seed=seed, **overrides)
     ctl = Controller(cfg)
     inst = ctl.start()
     snap = best = (theta.copy(), s.copy())
@@ -133,8 +131,10 @@ def run_autolr(nqm: NQM, seed: int, overrides: dict[str, object]) -> dict[str, o
             if d is not None:
                 print("   ", d.summary(), d.note)
                 for e in d.evidence:
-                    print(f"     lr={e.lr:.3g} ok={e.ok} fc={e.forecast} drop={e.drop} "
-                          f"obj={e.objective} se={e.error:.3g} {e.reason}")
+                    print(
+                        f"     lr={e.lr:.3g} ok={e.ok} fc={e.forecast} drop={e.drop} "
+                        f"obj={e.objective} se={e.error:.3g} {e.reason}"
+                    )
     probe = sum(seg.steps_run for seg in ctl.segments if seg.instruction.kind == "probe")
     return {"final": nqm.loss(s), "stages": stage_checks, "probe_share": probe / STEPS}
 
