@@ -87,10 +87,7 @@ class ServerUnavailable(TransportError):
     def __init__(self, url: str, attempts: int, cause: str) -> None:
         self.url = url
         self.attempts = attempts
-        super().__init__(
-            f"autolr server unavailable at {url} after {attempts} attempt(s): {cause}; "
-            "training can continue at the current LR and report again later"
-        )
+        super().__init__(f"autolr server unavailable at {url} after {attempts} attempt(s): {cause}")
 
 
 class RequestRejected(ClientError):
