@@ -143,6 +143,11 @@ def _network_errors(
     return tuple(connect), tuple(network)
 
 
+def _in_process(client: Any) -> bool:
+    """Whether ``client`` serves requests in this process (Starlette's ``TestClient``)."""
+    return any(cls.__module__.startswith("starlette.") for cls in type(client).__mro__)
+
+
 def _message(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -226,6 +231,9 @@ class HttpTransport:
         self._sleep = sleep
         self._unavailable = False
         self._connect_errors, self._network_errors = _network_errors(self._client)
+        # Per-request timeouts bound a budgeted call; an in-process client (FastAPI's
+        # TestClient) has no network to wait for and warns about them.
+        self._timeouts = not _in_process(self._client)
 
     # ------------------------------------------------------------------ Transport
     @property
@@ -427,7 +435,8 @@ class HttpTransport:
                 if left <= 0:
                     cause = "no time left in the call's budget"
                     break
-                kwargs["timeout"] = left
+                if self._timeouts:
+                    kwargs["timeout"] = left
             response = None
             try:
                 response = self._client.request(method, url, **kwargs)

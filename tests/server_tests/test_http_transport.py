@@ -288,3 +288,60 @@ def test_real_refused_connection_is_server_unavailable() -> None:
         pytest.raises(ServerUnavailable, match="cannot connect"),
     ):
         transport.start(CONFIG)
+
+
+# ------------------------------------------------------------------ budgeted calls (issue 16)
+def test_a_budgeted_call_gives_up_at_once_on_a_dead_or_silent_server(
+    transport: HttpTransport, faulty: Faulty, sleeps: list[float]
+) -> None:
+    first = transport.start(CONFIG)
+    report = NoisyQuadratic(seed=0).follow(first)
+    for fault in (httpx.ConnectError, httpx.ReadTimeout):
+        faulty.faults = [fault] * 5
+        with pytest.raises(ServerUnavailable, match="after 1 attempt"):
+            transport.report(report, budget=1.0)  # the caller reconnects on its own clock
+    assert sleeps == []
+
+
+def test_a_budgeted_call_retries_5xx_and_busy_within_its_budget(
+    transport: HttpTransport, faulty: Faulty, sleeps: list[float]
+) -> None:
+    first = transport.start(CONFIG)
+    faulty.faults = [503, 503]
+    assert transport.report(NoisyQuadratic(seed=0).follow(first), budget=1.0).segment == 1
+    assert len(sleeps) == 2 and sum(sleeps) <= 1.0
+
+
+def test_each_attempt_of_a_budgeted_call_times_out_within_the_budget(
+    transport: HttpTransport, faulty: Faulty
+) -> None:
+    first = transport.start(CONFIG)
+    transport.report(NoisyQuadratic(seed=0).follow(first), budget=0.3)
+    timeouts = faulty.requests[-1].extensions["timeout"]
+    assert all(0 < timeouts[k] <= 0.3 for k in ("connect", "read", "write", "pool"))
+
+
+def test_recorded_reports_come_back_as_reports(transport: HttpTransport) -> None:
+    instruction = transport.start(CONFIG)
+    model = NoisyQuadratic(seed=2)
+    sent = []
+    for _ in range(3):
+        report = model.follow(instruction)
+        sent.append(report)
+        instruction = transport.report(report)
+    assert transport.recorded_reports(1, budget=5.0) == sent[1:]
+    assert transport.recorded_reports(0, 2) == sent[:2]
+
+
+def test_a_resent_report_with_other_losses_raises_report_differs(
+    transport: HttpTransport,
+) -> None:
+    from autolr.client._http import ReportDiffers
+
+    first = transport.start(CONFIG)
+    report = NoisyQuadratic(seed=0).follow(first)
+    transport.report(report)
+    other = report.model_copy(update={"train_losses": [x + 1 for x in report.train_losses]})
+    with pytest.raises(ReportDiffers, match="train_losses differ at 20 of 20") as info:
+        transport.report(other)
+    assert info.value.segment == 0 and info.value.reconcilable
