@@ -293,9 +293,9 @@ class Link:
         if segment < len(self.answers):
             if inst != self.answers[segment]:
                 raise Diverged(
-                    f"the service's instruction for segment {segment} ({_brief(inst)}) is not "
-                    f"the one the run followed ({_brief(self.answers[segment])}); is the "
-                    "service running another autolr version?"
+                    f"the service's instruction for segment {segment} is not the one the run "
+                    f"followed ({_difference(inst, self.answers[segment])}); is the service "
+                    "running another autolr version, or was its database replaced?"
                 )
         elif segment == len(self.answers):
             self.answers.append(inst)
@@ -321,8 +321,8 @@ class Link:
         for i in range(min(len(service), len(self.answers))):
             if service[i] != self.answers[i]:
                 raise Diverged(
-                    f"the service's record has another instruction for segment {i} "
-                    f"({_brief(service[i])}) than the run followed ({_brief(self.answers[i])})"
+                    f"the service's record has another instruction for segment {i} than the "
+                    f"run followed ({_difference(service[i], self.answers[i])})"
                 )
         awaited = len(service) - 1  # the service awaits (or finished at) this segment
         if awaited > self.synced:
@@ -402,8 +402,8 @@ class Link:
                     ):
                         raise Diverged(
                             f"replaying the run gives another instruction for segment "
-                            f"{self._local_pos} ({_brief(inst)}) than the one followed "
-                            f"({_brief(self.answers[self._local_pos])})"
+                            f"{self._local_pos} than the one followed "
+                            f"({_difference(inst, self.answers[self._local_pos])})"
                         )
                 inst = self._local.current
         except Exception as exc:
@@ -506,10 +506,15 @@ def _out_of_place(exc: Exception) -> bool:
     return isinstance(exc, Conflict | JobFinished) or bool(getattr(exc, "reconcilable", False))
 
 
-def _brief(inst: Instruction) -> str:
-    if inst.finished:
-        return "finished"
-    return f"{inst.kind} lr={inst.lr:.6g} steps={inst.steps}"
+def _difference(theirs: Instruction, ours: Instruction) -> str:
+    """The fields in which two instructions differ, as ``field: theirs vs ours``."""
+    a, b = theirs.model_dump(), ours.model_dump()
+    parts = []
+    for key in a:
+        if a[key] != b.get(key):
+            x, y = repr(a[key]), repr(b.get(key))
+            parts.append(f"{key}: {x[:80]} vs {y[:80]}")
+    return "; ".join(parts) or "equal"
 
 
 def _report_state(report: Report | None) -> dict[str, Any] | None:

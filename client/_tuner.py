@@ -533,7 +533,10 @@ class AutoLR:
         # Ending a probe early needs every rank to see the same loss; under DDP the losses
         # are only averaged at the boundary, so probes run to their end there.
         # A diverging train segment ends early too: the controller rolls it back.
-        self._abort_nonfinite = inst.kind in ("probe", "train") and self._group is None
+        # The tuner's own plan (no controller) runs every segment to its end.
+        self._abort_nonfinite = (
+            inst.kind in ("probe", "train") and self._group is None and self._plan is None
+        )
 
     def reapply_lr(self) -> None:
         """Write the tuner's current LR into the optimizer again.
