@@ -69,10 +69,13 @@ class ProbeRecord(BaseModel):
     noise: float | None = None  # per-step noise of the fitted series (robust SD, trend removed)
     drop: float | None = None  # loss removed by the cooldown tail (objective "final")
     drop_error: float = 0.0  # standard error of ``drop``
+    level: float | None = None  # the fitted loss at the end of the constant part ("final")
 
     @property
     def objective(self) -> float | None:
-        """What the search minimizes: the forecast, less the cooldown's drop when measured."""
+        """What the search minimizes (see `autolr.policy`): the forecast less the cooldown's
+        drop (``forecast − drop``), in the units of the series judged (train or validation
+        loss); the forecast alone under the "horizon" objective."""
         if not self.ok or self.forecast is None:
             return None
         return self.forecast - (self.drop or 0.0)
@@ -988,7 +991,9 @@ class Controller:
             lr_end=current.lr * T.anneal_end_ratio,
             steps=steps,
             save_best=save_best,
-            eval_every=max(1, steps // 3) if stage.source == "val" else None,
+            # a stage that judges validation losses evaluates once at the tail's end: the
+            # cooled validation loss (a client without val_fn reports none: train loss then)
+            eval_every=steps if stage.source == "val" else None,
             stage=stage.stage,
             probe=current.probe,
         )
@@ -1022,12 +1027,17 @@ class Controller:
             ok, reason = False, f"exploding loss (up to {max(losses):.4g})"
         if ok and not math.isfinite(fc.value):
             ok, reason = False, "non-finite forecast"
-        drop, drop_error = None, 0.0
-        if ok and (tail or tail_val):
-            cooled = [v for _, v in sorted(tail_val)] if source == "val" else tail
+        drop, drop_error, level_value = None, 0.0, None
+        if ok and tail:
+            # the cooled loss in the units of the series judged: the tail's last training
+            # losses, or its one validation loss at the end (validation-loss stages)
+            cooled = [v for s, v in sorted(tail_val) if s == len(tail)] if source == "val" else tail
             level = self.forecaster.forecast(steps, series, steps[-1])
             if level.ok:
+                level_value = level.value
                 drop, drop_error = cooldown_drop(level.value, cooled, noise, T)
+            if drop is None:
+                ok, reason = False, "no cooled loss (non-finite tail)"
         stage.probes.append(
             ProbeRecord(
                 probe=len(stage.probes),
@@ -1043,6 +1053,7 @@ class Controller:
                 noise=noise,
                 drop=drop,
                 drop_error=drop_error,
+                level=level_value,
             )
         )
 

@@ -760,7 +760,8 @@ def test_a_final_objective_probe_is_a_constant_part_then_a_cooldown_tail() -> No
             assert not (tail.restore or tail.snapshot)
             assert constant.steps + tail.steps == stage.probe_steps
             if p.ok:
-                assert p.drop is not None and p.objective == pytest.approx(p.forecast - p.drop)
+                assert p.drop is not None and p.level is not None
+                assert p.objective == pytest.approx(p.forecast - p.drop)
         # every stage that searched records the rule that set its LR, with the evidence
         decision = stage.decision
         assert decision is not None and decision.lr == stage.chosen_lr
@@ -768,6 +769,18 @@ def test_a_final_objective_probe_is_a_constant_part_then_a_cooldown_tail() -> No
             assert len(decision.evidence) == len(stage.probes)
     first_train = [s for s in ctl.schedule if s.kind == "train" and s.decision]
     assert first_train and all(": lr=" in s.decision for s in first_train if s.decision)
+
+
+def test_a_validation_loss_stage_cools_its_probes_on_the_validation_loss() -> None:
+    """With ``loss_source="val"`` the tail asks for one evaluation at its end; the drop is
+    the fitted validation level less that cooled validation loss."""
+    ctl = Controller(TunerConfig(**{**SMALL, "loss_source": "val", "min_probe_steps": 40}))
+    run_job(ctl, NoisyQuadratic(seed=1))
+    assert ctl.finished
+    tails = [s for s in ctl.schedule if s.kind == "probe" and s.lr_end < s.lr]
+    assert tails and all(s.eval_every == s.steps for s in tails)
+    probes = [p for st in ctl.stages for p in st.probes if p.ok]
+    assert probes and all(p.source == "val" and p.drop is not None for p in probes)
 
 
 def test_the_paper_preset_probes_at_a_constant_lr_without_tails() -> None:
