@@ -69,7 +69,8 @@ def test_concurrent_copies_of_one_report_apply_once_and_get_one_answer(
     assert len(outcomes) == 8 and len(set(map(repr, outcomes))) == 1
     assert isinstance(outcomes[0], Instruction)
     job = service.store.load(created.job_id)
-    assert job.version == 2 and job.segment == 1 and job.steps_used == 20
+    steps = created.instruction.steps
+    assert job.version == 2 and job.segment == 1 and job.steps_used == steps
     assert len(job.state["segments"]) == 1
 
 
@@ -84,14 +85,15 @@ def test_concurrent_different_reports_for_one_segment_apply_exactly_once(
     answers = [o for o in outcomes if isinstance(o, Instruction)]
     refused = [o for o in outcomes if isinstance(o, ReportDiffers)]
     assert len(answers) == 1 and len(refused) == 7
-    assert all("train_losses differ at 20 of 20 steps" in str(e) for e in refused)
+    steps = created.instruction.steps
+    assert all(f"train_losses differ at {steps} of {steps} steps" in str(e) for e in refused)
     job = service.store.load(created.job_id)
-    assert job.version == 2 and job.segment == 1 and job.steps_used == 20
+    assert job.version == 2 and job.segment == 1 and job.steps_used == steps
     [stored] = service.store.reports(created.job_id)
     winner = Report.model_validate(stored.report)
     assert winner in reports
     assert len(job.state["segments"]) == 1
-    assert job.state["segments"][0]["steps_run"] == 20
+    assert job.state["segments"][0]["steps_run"] == steps
 
 
 def test_loser_of_a_race_gets_the_stored_answer_or_is_told_its_report_differs(

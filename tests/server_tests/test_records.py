@@ -86,9 +86,11 @@ def test_a_resent_report_with_other_losses_is_a_409_saying_what_differs(
     assert response.status_code == 409
     body = response.json()
     assert body["code"] == "report_differs" and body["segment"] == 0
-    assert "train_losses differ at 1 of 20 steps (first at index 3" in body["message"]
+    n = len(losses)
+    assert f"train_losses differ at 1 of {n} steps (first at index 3" in body["message"]
     shorter = report.model_copy(update={"train_losses": losses[:10]})
-    assert "10 train_losses, recorded 20" in post_report(db_client, job, shorter).json()["message"]
+    message = post_report(db_client, job, shorter).json()["message"]
+    assert f"10 train_losses, recorded {n}" in message
     assert _stored_state(db_client, job) == before  # the record stands
 
 
