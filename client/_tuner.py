@@ -557,6 +557,10 @@ class AutoLR:
             return
         if self._group is not None and not self._group.leader:
             return
+        if inst.decision is not None:
+            # the stage policy's record: its rule, the LR and the best probes' objectives
+            log.info("stage %d: tau=%d; %s", inst.stage, inst.steps, inst.decision)
+            return
         forecasts = self._forecasts(inst.stage)
         probes = []
         for i, (lr, last) in enumerate(self._stage_probes):

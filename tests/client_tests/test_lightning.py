@@ -64,7 +64,12 @@ def _trainer(tmp_path, callbacks, max_steps=10_000):
 
 
 def _expected_lrs(schedule):
-    return [seg.lr for seg in schedule for _ in range(seg.steps)]
+    """Each segment's per-step LRs: its linear ramp from lr to lr_end (probe tails, anneal)."""
+    return [
+        seg.lr + (seg.lr_end - seg.lr) * (j / (seg.steps - 1) if seg.steps > 1 else 0.0)
+        for seg in schedule
+        for j in range(seg.steps)
+    ]
 
 
 def test_a_trainer_run_follows_the_tuner_and_stops_when_the_budget_is_spent(tmp_path):

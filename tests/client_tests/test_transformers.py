@@ -47,7 +47,12 @@ class RecordLR(transformers.TrainerCallback):
 
 
 def _expected_lrs(schedule):
-    return [seg.lr for seg in schedule for _ in range(seg.steps)]
+    """Each segment's per-step LRs: its linear ramp from lr to lr_end (probe tails, anneal)."""
+    return [
+        seg.lr + (seg.lr_end - seg.lr) * (j / (seg.steps - 1) if seg.steps > 1 else 0.0)
+        for seg in schedule
+        for j in range(seg.steps)
+    ]
 
 
 @pytest.mark.parametrize("accumulation", [1, 2])
