@@ -177,13 +177,14 @@ class Link:
                 n,
             )
         self.journal.append(recorded if recorded is not None else report)
+        deadline = self._deadline()  # one budget for everything this step asks the service
         if len(self.answers) <= n + 1 and (self.mode == ONLINE or self._due()):
-            self._sync(self._deadline())
+            self._sync(deadline)
         if len(self.answers) > n + 1:
             return self.answers[n + 1]
         inst = self._local_next()
         if inst is not None and inst.finished and self.mode == LOCAL:
-            self._sync(self._deadline())  # the last chance during training to catch up
+            self._sync(deadline)  # the last chance during training to catch up, if time is left
         return inst
 
     def poll(self) -> None:

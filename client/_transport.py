@@ -27,8 +27,13 @@ class Transport(Protocol):
         - ``report(report)`` returns the next instruction. It raises `autolr.Conflict` for a
           report of the wrong segment and `TransportError` (client/errors) when the controller
           cannot be reached; it never corrupts the job, so the caller may simply retry.
-          `AutoLR` retries a `TransportError` later and keeps training; any other exception is
-          a refusal that retrying cannot fix, so the tuner detaches (or raises, when strict).
+          On a `TransportError` `AutoLR` takes the decision itself with the same controller
+          and sends the missed reports later; any other exception is a refusal that retrying
+          cannot fix, so the tuner decides in its own process to the end (or raises, when
+          strict). A transport whose ``start``/``report`` accept ``budget=`` (seconds) and that
+          says so with ``accepts_budget = True`` is told how long a step may wait; one with
+          ``job()`` and ``recorded_reports()`` (like `HttpTransport`) also lets the tuner
+          reconcile with a record that moved (a checkpoint older than the job).
         - ``state_dict()`` / ``load_state_dict()`` capture what is needed to reattach to the same
           job after a restart (for embedded mode, the whole controller state).
         - ``close()`` releases resources; it never raises.
