@@ -224,7 +224,9 @@ class AutoLR:
 
     @property
     def job_id(self) -> str | None:
-        """The controller's id for this job (None until the job exists)."""
+        """The controller's id for this job (None until the job exists on the service)."""
+        if self._link is not None and self._link.job_id is not None:
+            return self._link.job_id  # the service may have created it while syncing
         return self._job_id
 
     @property
@@ -616,7 +618,7 @@ class AutoLR:
         self._losses, self._chunks = list(train), []
         self._val = [(j, v) for (j, _), v in zip(self._val, val, strict=True)]
         transport_state = None
-        if self._transport is not None and self._job_id is not None:
+        if self._transport is not None and self._transport.job_id is not None:
             try:
                 transport_state = self._transport.state_dict()
             except Exception:  # a transport with nothing to save yet (no job on the service)
@@ -624,7 +626,7 @@ class AutoLR:
         return {
             "format": STATE_FORMAT,
             "config": self._config.model_dump(),
-            "job_id": self._job_id,
+            "job_id": self.job_id,
             "instruction": self._inst.model_dump() if self._inst is not None else None,
             "mode": self._mode if self._mode != _CLOSED else self._mode_at_close,
             "pos": self._pos,

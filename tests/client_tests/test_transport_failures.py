@@ -218,3 +218,13 @@ def test_huge_and_non_finite_losses_never_raise_out_of_step(as_tensor):
         step += 1
         assert step <= SMALL["total_steps"]
     assert step == SMALL["total_steps"] == tuner.steps_run
+
+
+def test_a_job_created_on_the_service_while_syncing_is_in_the_checkpoint(reference):
+    transport = FlakyTransport(fail_starts=1)  # created by the finishing step's sync
+    tuner, model, opt, data = _setup(transport)
+    assert tuner.job_id is None
+    _lrs_of(tuner, model, opt, data)
+    assert tuner.service_state == "online" and tuner.job_id == "local"
+    state = tuner.state_dict()
+    assert state["job_id"] == "local" and state["transport"]["kind"] == "local"
