@@ -221,7 +221,7 @@ def test_error_answers_map_to_domain_errors(transport: HttpTransport, client: Te
             CONFIG.model_copy(update={"total_steps": None, "tau_max": 10**6})
         )
     first = transport.start(CONFIG)
-    with pytest.raises(ReportError, match="21 train_losses"):
+    with pytest.raises(ReportError, match=f"{first.steps + 1} train_losses"):
         transport.report(Report(segment=0, train_losses=[1.0] * (first.steps + 1)))
     transport.cancel()
     with pytest.raises(JobCancelled) as info:
