@@ -46,20 +46,25 @@ def test_read_shows_probes_with_predicted_losses_and_segment_summaries(
     job = create_job(client)
     model = NoisyQuadratic(seed=0)
     instruction = Instruction.model_validate(job["instruction"])
-    for _ in range(4):  # the first stage's 3 probes, then its train segment
+    for _ in range(7):  # the first stage's 3 probes (a constant part and a cooldown tail each)
         instruction = Instruction.model_validate(
             post_report(client, job, model.follow(instruction)).json()
         )
     detail = client.get(f"/v1/jobs/{job['job_id']}", headers=bearer(job["token"])).json()
-    assert detail["status"] == "running" and detail["segment"] == 4
-    assert detail["current"]["segment"] == 4 and detail["config"]["seed"] == 7
+    assert detail["status"] == "running" and detail["segment"] == 7
+    assert detail["current"]["segment"] == 7 and detail["config"]["seed"] == 7
     [stage] = detail["stages"][:1]
     assert len(stage["probes"]) == 3
-    assert all(p["ok"] and p["forecast"] > 0 for p in stage["probes"])
+    assert all(p["ok"] and p["forecast"] > 0 and p["drop"] is not None for p in stage["probes"])
     assert stage["chosen_lr"] in [p["lr"] for p in stage["probes"]]
-    assert [s["kind"] for s in detail["schedule"]] == ["probe", "probe", "probe", "train"]
+    # the stage policy's record: its rule, and each probe's evidence
+    [decision] = stage["decisions"]
+    assert decision["rule"] == "search-best" and decision["lr"] == stage["chosen_lr"]
+    assert [e["probe"] for e in decision["evidence"]] == [0, 1, 2]
+    assert [s["kind"] for s in detail["schedule"]] == ["probe"] * 6 + ["train"]
+    assert detail["schedule"][-1]["decision"].startswith("search-best: lr=")
     first = detail["segments"][0]
-    assert first["steps_run"] == 20 and first["loss_mean"] > 0 and len(first["losses"]) == 20
+    assert first["steps_run"] == 15 and first["loss_mean"] > 0 and len(first["losses"]) == 15
 
 
 def test_duplicate_report_returns_the_same_instruction_and_changes_nothing(
@@ -72,7 +77,7 @@ def test_duplicate_report_returns_the_same_instruction_and_changes_nothing(
     assert first.status_code == again.status_code == 200
     assert first.json() == again.json()
     detail = client.get(f"/v1/jobs/{job['job_id']}", headers=bearer(job["token"])).json()
-    assert len(detail["segments"]) == 1 and detail["steps_used"] == 20
+    assert len(detail["segments"]) == 1 and detail["steps_used"] == len(report.train_losses)
 
 
 def test_wrong_segment_is_409_naming_the_expected_segment(client: TestClient) -> None:
