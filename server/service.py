@@ -356,8 +356,14 @@ class JobService:
             return self._resent(job, report)
         try:
             instruction = controller.report(report)
-        except ArithmeticError as exc:  # losses near the float maximum, say: the report's fault
+        except ReportError:
             self.metrics.reports.labels(outcome="rejected").inc()
+            raise
+        except (ArithmeticError, ValueError) as exc:
+            # Losses near the float maximum, say: numbers the controller cannot work with. The
+            # report is refused (nothing is saved); sending it again cannot help, so not a 500.
+            self.metrics.reports.labels(outcome="rejected").inc()
+            log.warning("controller refused a report", extra={**extra, "error": str(exc)})
             raise ReportError(
                 f"the controller could not take the report for segment {report.segment}: "
                 f"{type(exc).__name__}: {exc}"
