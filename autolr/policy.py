@@ -49,6 +49,10 @@ class Thresholds:
     #: the stage's start is a rise; a later stage's pick must beat the previous stage's LR by
     #: this much to move (two-sided 5%).
     rise_z: float = 2.0
+    #: (ratio) a probe whose objective's standard error is this many times the stage's median
+    #: is erratic: its LR oscillates; it counts as blown up (seen: Adam at 0.3 on a
+    #: large-batch regression, 2.8 against 0.03 for its neighbours).
+    erratic_factor: float = 10.0
     #: (ratio) a stage never trains within this factor of an LR whose probe blew up; a
     #: rollback retrains at least this factor lower.
     stability_margin: float = 3.0
@@ -159,7 +163,13 @@ def search_candidates(
     probe blew up.
     """
     healthy = [p for p in probes if p.objective is not None]
-    failed = [p.lr for p in probes if p.blew_up]
+    errors = sorted(p.error for p in healthy)
+    typical = errors[len(errors) // 2] if errors else 0.0
+    # an objective an order of magnitude noisier than the stage's typical probe: that LR
+    # oscillates; its value says nothing and it is not safe to train on
+    erratic = [p for p in healthy if typical > 0 and p.error > thresholds.erratic_factor * typical]
+    healthy = [p for p in healthy if p not in erratic]
+    failed = [p.lr for p in probes if p.blew_up] + [p.lr for p in erratic]
     if not failed:
         return healthy, None
     cap = min(failed) / thresholds.stability_margin

@@ -168,6 +168,20 @@ def test_every_rule_is_covered_by_the_table_or_a_test_below() -> None:
     assert from_table | elsewhere == set(Rule)
 
 
+def test_an_erratic_probe_counts_as_blown_up() -> None:
+    """Seen on a large-batch regression: Adam at 0.3 gave an objective of 1.42 ± 2.8 beside
+    neighbours at ± 0.03; the GP extrapolated its mean below theirs and the stage trained there
+    (final loss 300x the cosine's). Ten times the stage's typical error: that LR oscillates."""
+    probes = [
+        probe(0, 0.001, 0.73, error=0.03),
+        probe(1, 0.04, 0.25, error=0.04),
+        probe(2, 0.3, 1.42, error=2.8),
+    ]
+    candidates, cap = search_candidates(probes)
+    assert [p.probe for p in candidates] == [0, 1]
+    assert cap == pytest.approx(0.3 / THRESHOLDS.stability_margin)
+
+
 def test_hold_records_the_lr_in_use_without_evidence() -> None:
     decision = hold(0.02, "final", "probe budget spent")
     assert (decision.rule, decision.lr, decision.evidence) == (Rule.HOLD, 0.02, [])
