@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -49,6 +50,9 @@ STATE_FORMAT = 1
 LOG_POINTS_PER_SEGMENT = 64
 #: Every threshold of the health checks and the stage policy (documented in autolr.policy).
 T = THRESHOLDS
+#: A loss beyond this magnitude cannot be differenced or averaged without overflowing: a probe
+#: that reports one failed, whatever the forecaster makes of it (1e308 is finite).
+LOSS_LIMIT = 1e300
 
 
 class ProbeRecord(BaseModel):
@@ -185,7 +189,8 @@ def _step_noise(values: Sequence[float]) -> float:
     second = sorted(abs(x[i + 1] - 2 * x[i] + x[i - 1]) for i in range(1, len(x) - 1))
     if len(second) < 2:
         return 0.0
-    return second[len(second) // 2] / (0.6745 * math.sqrt(6.0))
+    noise = second[len(second) // 2] / (0.6745 * math.sqrt(6.0))
+    return noise if math.isfinite(noise) else sys.float_info.max
 
 
 def _spiked(losses: Sequence[float], noise_before: float = 0.0) -> bool:
@@ -231,7 +236,12 @@ def _normalized(values: list[float]) -> tuple[list[float], float]:
         return [], 1.0
     lo, hi = min(values), max(values)
     scale = hi - lo if hi > lo else 1.0
-    return [(v - lo) / scale for v in values], scale
+    if math.isfinite(scale):
+        return [(v - lo) / scale for v in values], scale
+    # a range beyond the float limit (losses near 1e308): divide by the magnitude first
+    mag = max(abs(lo), abs(hi))
+    unit = hi / mag - lo / mag
+    return [(v / mag - lo / mag) / unit for v in values], sys.float_info.max
 
 
 def _spread(values: Sequence[float | None]) -> float:
@@ -1019,6 +1029,8 @@ class Controller:
         noise = _step_noise(series)
         if ok and not all(math.isfinite(v) for v in [*losses, *tail]):
             ok, reason = False, "non-finite training loss"
+        if ok and any(abs(v) > LOSS_LIMIT for v in [*losses, *tail, *series]):
+            ok, reason = False, "exploding loss (beyond the float range)"
         if ok and stage.baseline is not None and last is not None and stage.baseline_spread > 0:
             limit = stage.baseline + T.explode_factor * stage.baseline_spread
             if last > limit:
@@ -1036,8 +1048,8 @@ class Controller:
             if level.ok:
                 level_value = level.value
                 drop, drop_error = cooldown_drop(level.value, cooled, noise, T)
-            if drop is None:
-                ok, reason = False, "no cooled loss (non-finite tail)"
+            if drop is None or not math.isfinite(fc.value - drop):
+                ok, reason, drop = False, "no cooled loss (non-finite tail)", None
         stage.probes.append(
             ProbeRecord(
                 probe=len(stage.probes),
@@ -1070,6 +1082,8 @@ class Controller:
         if finite:
             worst, best = max(finite), min(finite)
             penalty = worst + max(worst - best, 0.1 * abs(worst), 1e-12)
+            if not math.isfinite(penalty):  # near the float limit: the worst is bad enough
+                penalty = worst
         else:
             penalty = 1.0
         return [p.objective if p.objective is not None else penalty for p in stage.probes]

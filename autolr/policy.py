@@ -328,5 +328,6 @@ def cooldown_drop(
     if not finite or not math.isfinite(level_before):
         return None, 0.0
     k = max(1, math.ceil(thresholds.cooled_share * len(finite)))
-    cooled = sum(finite[-k:]) / k
-    return level_before - cooled, noise / math.sqrt(k)
+    cooled = sum(v / k for v in finite[-k:])  # divided first: a sum of 1e308s overflows
+    drop = level_before - cooled
+    return (drop if math.isfinite(drop) else None), noise / math.sqrt(k)

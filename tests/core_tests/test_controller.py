@@ -823,3 +823,17 @@ def test_a_state_stored_with_retired_options_still_loads() -> None:
     state["config"] = {**state["config"], "prefer_larger_lr": 0.3, "damp_moves": True}
     restored = Controller.from_state_dict(state)
     assert restored.current == ctl.current
+
+
+def test_losses_near_the_float_limit_never_break_the_search() -> None:
+    """A probe of 1e308 losses (finite, but their range overflows) once made every normalized
+    outcome NaN and the search raise out of ``report``; the job must go on deciding."""
+    ctl = Controller(TunerConfig(**SMALL))
+    ins = ctl.start()
+    for i in range(60):
+        if ins.finished:
+            break
+        losses = [1e308 if i % 2 == 0 else 1.0 - 0.01 * k for k in range(ins.steps)]
+        ins = ctl.report(Report(segment=ins.segment, train_losses=losses))
+    assert ins.segment >= 40 or ins.finished
+    assert all(not s.search_fallbacks for s in ctl.stages)
