@@ -113,3 +113,31 @@ def test_token_comparison_helpers() -> None:
     assert not auth.token_matches(None, auth.hash_token(token))
     assert auth.new_token() != token and auth.new_job_id() != auth.new_job_id()
     assert auth.key_matches("k", "k") and not auth.key_matches("k", None)
+
+
+def test_a_wrong_token_costs_the_same_whether_the_job_exists(client: TestClient) -> None:
+    """Existence must not leak through timing: a wrong token on a job with a large state and
+    a request for an unknown id are indistinguishable (Mann-Whitney over 200 + 200 requests,
+    interleaved so drift in the machine's load hits both alike)."""
+    import json
+    import time
+
+    from scipy.stats import mannwhitneyu
+    from server_helpers import run_to_end
+
+    job = create_job(client, total_steps=6000, min_stages=10)
+    run_to_end(client, job)
+    detail = client.get(f"/v1/jobs/{job['job_id']}", headers=bearer(job["token"]))
+    assert len(json.dumps(detail.json())) > 80_000  # a state worth loading, were it loaded
+    wrong = bearer("not-the-token-" + "x" * 30)
+    paths = {"exists": f"/v1/jobs/{job['job_id']}", "unknown": "/v1/jobs/" + "a" * 32}
+    for path in paths.values():  # warm up both routes
+        client.get(path, headers=wrong)
+    times: dict[str, list[float]] = {"exists": [], "unknown": []}
+    for _ in range(200):
+        for name, path in paths.items():
+            start = time.perf_counter()
+            response = client.get(path, headers=wrong)
+            times[name].append(time.perf_counter() - start)
+            assert response.status_code == 404
+    assert mannwhitneyu(times["exists"], times["unknown"]).pvalue > 0.01
