@@ -35,8 +35,9 @@ DEFAULT_SERVER = "http://127.0.0.1:8000"
 TIMEOUT_S = 30.0
 #: Columns of an exported schedule. ``steps`` counts the steps run; ``extra_steps`` the steps
 #: trained after the segment at its last LR while the client could not reach the server;
-#: ``kept`` marks a probe whose end state the stage's training continued from
-#: (``reuse_best_probe``), so its steps are part of the final model's history.
+#: ``kept`` marks a probe segment whose end state the stage's training continued from
+#: (``reuse_best_probe``; with the "final" objective the probe's constant part, never its
+#: cooldown tail), so its steps are part of the final model's history.
 EXPORT_COLUMNS = (
     "segment",
     "kind",
@@ -350,7 +351,13 @@ def schedule_rows(job: Mapping[str, Any]) -> list[dict[str, Any]]:
     for record in job["segments"]:
         inst = record["instruction"]
         probe = inst.get("probe")
-        kept = inst["kind"] == "probe" and probe is not None and reused.get(inst["stage"]) == probe
+        # the reused probe's constant part; its cooldown tail (lr_end < lr) was a trial only
+        kept = (
+            inst["kind"] == "probe"
+            and probe is not None
+            and reused.get(inst["stage"]) == probe
+            and inst["lr_end"] == inst["lr"]
+        )
         rows.append(
             {
                 "segment": inst["segment"],

@@ -111,6 +111,8 @@ def test_replay_of_the_export_includes_the_probes_training_continued_from(
     rows = export_of(tuner)
     kept = {row["segment"] for row in rows if row["kept"]}
     assert kept, "the run reused no probe; the test would prove nothing"
+    # only a probe's constant part is kept: its cooldown tail never reached the trained model
+    assert all(row["lr"] == row["lr_end"] for row in rows if row["kept"])
     expected = [lrs for seg, kind, lrs in steps if kind != "probe" or seg in kept]
     assert replayed(rows, len(expected)) == expected
     scheduler = ReplaySchedule(make_optimizer()[1], rows)
