@@ -837,3 +837,20 @@ def test_losses_near_the_float_limit_never_break_the_search() -> None:
         ins = ctl.report(Report(segment=ins.segment, train_losses=losses))
     assert ins.segment >= 40 or ins.finished
     assert all(not s.search_fallbacks for s in ctl.stages)
+
+
+def test_the_forecast_horizon_is_the_rest_of_the_budget_or_grows_with_the_run() -> None:
+    """ "final": the steps left before the final decay (the stage's LR is the peak of the rest);
+    without a budget, as many steps as have run so far (at least τ); "horizon": τ."""
+    from autolr.controller import StageRecord
+
+    def horizon(config: TunerConfig, start: int, tau: int = 200) -> int:
+        stage = StageRecord(stage=1, tau=tau, probe_steps=20, start_step=start, source="train")
+        return Controller(config)._horizon(stage)
+
+    budget = TunerConfig(**SMALL)  # 3000 steps, the last 1500 decaying
+    assert horizon(budget, 500) == 3000 - 500 - budget.anneal_steps
+    assert horizon(budget, 1400) == 200  # never shorter than the stage itself
+    open_ended = TunerConfig(**{**SMALL, "total_steps": None})
+    assert horizon(open_ended, 100) == 200 and horizon(open_ended, 5000) == 5000
+    assert horizon(TunerConfig(**SMALL, objective="horizon"), 500) == 200
