@@ -35,7 +35,11 @@ from autolr.policy import (
     hold,
     rollback_lr,
     search_candidates,
+    spiked,
+    step_noise,
+    tail_mean,
     tail_steps,
+    train_diverged,
 )
 from autolr.protocol import Instruction, Report
 from autolr.space import LogSpace
@@ -167,63 +171,6 @@ def _bucket_means(values: Sequence[float], points: int) -> list[float | None]:
         chunk = values[i * n // points : (i + 1) * n // points]
         out.append(_finite(sum(chunk) / len(chunk)) if chunk else None)
     return out
-
-
-def _tail_mean(values: Sequence[float], fraction: float = 0.1) -> float | None:
-    """Mean of the last ``fraction`` of the finite values (at least one), or None."""
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return None
-    k = max(1, int(len(finite) * fraction))
-    return _finite(sum(finite[-k:]) / k)
-
-
-def _step_noise(values: Sequence[float]) -> float:
-    """Per-step loss noise: a robust SD from second differences (0 for < 4 finite values).
-
-    ``median(|Δ²|) / (0.6745·√6)`` is the SD of i.i.d. noise around a smooth trend: a linear
-    trend (a steady descent or climb) cancels exactly and a few spikes barely move the median,
-    unlike the range of the values.
-    """
-    x = [v for v in values if math.isfinite(v)]
-    second = sorted(abs(x[i + 1] - 2 * x[i] + x[i - 1]) for i in range(1, len(x) - 1))
-    if len(second) < 2:
-        return 0.0
-    noise = second[len(second) // 2] / (0.6745 * math.sqrt(6.0))
-    return noise if math.isfinite(noise) else sys.float_info.max
-
-
-def _spiked(losses: Sequence[float], noise_before: float = 0.0) -> bool:
-    """Did the loss jump far above its start (an unstable LR), even if it came back down?
-
-    "Far" is T.spike_factor per-step noise levels for the highest loss, or half that for the
-    mean of the last 10%, and more than the whole progress the series made. Such a probe's
-    forecast means nothing (its spikes dominate the smoothing) and, left ok, its huge finite
-    forecast flattened every other probe under the searcher's scaling (the stage then trained
-    at the smallest LR probed); one the forecaster calls "rising" would otherwise not count as
-    unstable (a stage trained 1.7x below a probe whose loss went from 2.3 to 5.7).
-    """
-    finite = [v for v in losses if math.isfinite(v)]
-    if len(finite) < 4:
-        return False
-    # the noise healthy training showed before the stage, when known: an exploding series's
-    # own step-to-step noise grows with it
-    noise = noise_before if noise_before > 0 else _step_noise(finite)
-    progress = finite[0] - min(finite)
-    peak = max(finite) - finite[0]
-    tail = (_tail_mean(finite) or finite[0]) - finite[0]
-    return noise > 0 and (
-        (peak > T.spike_factor * noise and peak > progress)
-        or (tail > 0.5 * T.spike_factor * noise and tail > progress)
-    )
-
-
-def _best_window_mean(values: Sequence[float], fraction: float = 0.1) -> float:
-    """Lowest mean over consecutive windows of ``fraction`` of the values (finite values)."""
-    finite = [v for v in values if math.isfinite(v)]
-    k = max(1, int(len(finite) * fraction))
-    means = [sum(finite[i : i + k]) / k for i in range(0, len(finite) - k + 1, k)]
-    return min(means) if means else math.inf
 
 
 def _normalized(values: list[float]) -> tuple[list[float], float]:
@@ -478,8 +425,8 @@ class Controller:
                 steps_run=len(losses),
                 extra_steps=report.extra_steps,
                 loss_mean=_finite(sum(finite) / len(finite)) if finite else None,
-                loss_last=_tail_mean(losses),
-                loss_noise=_step_noise(losses),
+                loss_last=tail_mean(losses),
+                loss_noise=step_noise(losses),
                 losses=_bucket_means(losses, LOG_POINTS_PER_SEGMENT),
                 val_losses=[(s, _finite(v)) for s, v in val],
             )
@@ -622,49 +569,16 @@ class Controller:
         losses = report.train_losses
         if not all(math.isfinite(v) for v in losses):
             return True
-        last = _tail_mean(losses)
-        if stage.baseline is None or last is None:
+        if stage.baseline is None or tail_mean(losses) is None:
             return False
-        # Far above where it should be: the stage's start or the chosen probe's own end loss
-        # (the same LR from the same state, in fewer steps), whichever is lower. "Far" is half
-        # the progress the chosen probe promised or a significant rise: T.rollback_z standard errors
-        # of a difference of tail means, and at least one per-step noise level (loss noise is
-        # not i.i.d.: slow wobbles are healthy). The noise (of the segment before or this one,
-        # the larger) is measured with the trend removed, so a steep but healthy descent before
-        # does not widen the margin (its range did: a model back at chance level passed). Not
-        # the segment's own best window: its minimum over noisy windows sits below the level by
-        # chance, and a healthy descending segment was rolled back. This catches an LR that
-        # looked best for τ' steps and then wrecked the model without a single non-finite loss
-        # (dead units with SGD: the loss climbing back to chance level).
         start, noise_before = stage.baseline, stage.baseline_noise
         chosen = stage.probes[stage.chosen_probe] if stage.chosen_probe is not None else None
         if stage.chunk_baseline is not None:  # a later chunk: measured from where it started
             start, noise_before, chosen = stage.chunk_baseline, stage.chunk_noise, None
-        noise = max(noise_before, _step_noise(losses))
-        window = max(1, int(0.1 * len(losses)))  # steps in the tail mean
-
-        def rise(ref_window: int) -> float:  # a significant rise over a reference mean
-            return noise * max(1.0, T.rollback_z * math.sqrt(1.0 / window + 1.0 / ref_window))
-
-        # (reference, its window, half the promised progress)
-        references = [(start, window, 0.0)]
+        promise = None
         if chosen is not None and chosen.forecast is not None and chosen.last_loss is not None:
-            promised = max(0.0, stage.baseline - chosen.forecast)
-            references = [
-                (start, window, 0.5 * promised),
-                # the probe's end is a mean of few steps (and the lowest forecast picked it:
-                # lucky more often than not), so its own noise widens the margin
-                (chosen.last_loss, max(1, int(0.1 * chosen.steps)), 0.5 * promised),
-            ]
-        for reference, ref_window, half_promise in references:
-            margin = max(rise(ref_window), half_promise)
-            if margin > 0 and last > reference + margin:
-                return True
-        # ... or it gave back more than half of the progress it made, significantly: down from
-        # where it started, then back up (seen: SGD at the edge of stability, 2.32 -> 1.7 ->
-        # 2.33 = chance level, inside the margin above because the chosen probe ended high)
-        best = _best_window_mean(losses)
-        return noise > 0 and last - best > max(rise(window), 0.5 * (start - best))
+            promise = (stage.baseline - chosen.forecast, chosen.last_loss, chosen.steps)
+        return train_diverged(losses, start=start, noise_before=noise_before, promise=promise)
 
     def _rollback(self, segment: int, current: Instruction) -> Instruction | None:
         """Retrain a diverged stage from its snapshot with a safer LR (None: give up).
@@ -1025,8 +939,8 @@ class Controller:
             stage.baseline = losses[0]
         fc = self.forecaster.forecast(steps, series, float(self._horizon(stage)))
         ok, reason = fc.ok, fc.reason
-        last = _tail_mean(losses)
-        noise = _step_noise(series)
+        last = tail_mean(losses)
+        noise = step_noise(series)
         if ok and not all(math.isfinite(v) for v in [*losses, *tail]):
             ok, reason = False, "non-finite training loss"
         if ok and any(abs(v) > LOSS_LIMIT for v in [*losses, *tail, *series]):
@@ -1035,7 +949,7 @@ class Controller:
             limit = stage.baseline + T.explode_factor * stage.baseline_spread
             if last > limit:
                 ok, reason = False, f"exploding loss ({last:.4g} > {limit:.4g})"
-        if (ok or reason == "rising loss") and _spiked(losses, stage.baseline_noise):
+        if (ok or reason == "rising loss") and spiked(losses, stage.baseline_noise):
             ok, reason = False, f"exploding loss (up to {max(losses):.4g})"
         if ok and not math.isfinite(fc.value):
             ok, reason = False, "non-finite forecast"

@@ -1,7 +1,10 @@
 """The stage policy: which LR a stage trains with, and why — one pure function, one record.
 
 The controller does the bookkeeping (segments, budget, snapshots, searcher calls); the
-judgement of which probed LR trains the stage lives here. `choose_train_lr` reads the stage's
+judgements live here: which probed LR trains the stage (`choose_train_lr`), which probes the
+search may pick (`search_candidates`), whether a probe spiked (`spiked`), whether a train
+segment wrecked the model (`train_diverged`) and the LR it retrains with (`rollback_lr`), and
+the shape of a probe's cooldown (`tail_steps`, `cooldown_drop`). `choose_train_lr` reads the stage's
 probe outcomes and returns a `Decision` that names its `Rule` and carries the evidence (each
 probe's forecast, its measured cooldown drop and the predicted loss the objective ranks).
 The decision is persisted with the stage, logged, sent to the client with the train
@@ -27,6 +30,7 @@ one instance the controller uses.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -331,3 +335,122 @@ def cooldown_drop(
     cooled = sum(v / k for v in finite[-k:])  # divided first: a sum of 1e308s overflows
     drop = level_before - cooled
     return (drop if math.isfinite(drop) else None), noise / math.sqrt(k)
+
+
+def tail_mean(values: Sequence[float], fraction: float = 0.1) -> float | None:
+    """Mean of the last ``fraction`` of the finite values (at least one), or None."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return None
+    k = max(1, int(len(finite) * fraction))
+    mean = sum(finite[-k:]) / k
+    return mean if math.isfinite(mean) else None
+
+
+def step_noise(values: Sequence[float]) -> float:
+    """Per-step loss noise: a robust SD from second differences (0 for < 4 finite values).
+
+    ``median(|Δ²|) / (0.6745·√6)`` is the SD of i.i.d. noise around a smooth trend: a linear
+    trend (a steady descent or climb) cancels exactly and a few spikes barely move the median,
+    unlike the range of the values.
+    """
+    x = [v for v in values if math.isfinite(v)]
+    second = sorted(abs(x[i + 1] - 2 * x[i] + x[i - 1]) for i in range(1, len(x) - 1))
+    if len(second) < 2:
+        return 0.0
+    noise = second[len(second) // 2] / (0.6745 * math.sqrt(6.0))
+    return noise if math.isfinite(noise) else sys.float_info.max
+
+
+def spiked(
+    losses: Sequence[float], noise_before: float = 0.0, thresholds: Thresholds = THRESHOLDS
+) -> bool:
+    """Did the loss jump far above its start (an unstable LR), even if it came back down?
+
+    "Far" is ``spike_factor`` per-step noise levels for the highest loss, or half that for the
+    mean of the last 10%, and more than the whole progress the series made. Such a probe's
+    forecast means nothing (its spikes dominate the smoothing) and, left ok, its huge finite
+    forecast flattened every other probe under the searcher's scaling (the stage then trained
+    at the smallest LR probed); one the forecaster calls "rising" would otherwise not count as
+    unstable (a stage trained 1.7x below a probe whose loss went from 2.3 to 5.7).
+    """
+    finite = [v for v in losses if math.isfinite(v)]
+    if len(finite) < 4:
+        return False
+    # the noise healthy training showed before the stage, when known: an exploding series's
+    # own step-to-step noise grows with it
+    noise = noise_before if noise_before > 0 else step_noise(finite)
+    progress = finite[0] - min(finite)
+    peak = max(finite) - finite[0]
+    tail = (tail_mean(finite) or finite[0]) - finite[0]
+    return noise > 0 and (
+        (peak > thresholds.spike_factor * noise and peak > progress)
+        or (tail > 0.5 * thresholds.spike_factor * noise and tail > progress)
+    )
+
+
+def best_window_mean(values: Sequence[float], fraction: float = 0.1) -> float:
+    """Lowest mean over consecutive windows of ``fraction`` of the values (finite values)."""
+    finite = [v for v in values if math.isfinite(v)]
+    k = max(1, int(len(finite) * fraction))
+    means = [sum(finite[i : i + k]) / k for i in range(0, len(finite) - k + 1, k)]
+    return min(means) if means else math.inf
+
+
+def train_diverged(
+    losses: Sequence[float],
+    *,
+    start: float,
+    noise_before: float,
+    promise: tuple[float, float, int] | None = None,
+    thresholds: Thresholds = THRESHOLDS,
+) -> bool:
+    """Did a train segment (or chunk) with finite ``losses`` wreck the model? Then roll back.
+
+    Args:
+        losses: the segment's training losses (finite).
+        start: the loss where it started (the stage's start, or the chunk's).
+        noise_before: per-step noise of the segment before it.
+        promise: for a stage's first chunk, (the progress the chosen probe forecast, that
+            probe's end loss, its steps); None otherwise.
+        thresholds: the policy's numbers (``rollback_z``).
+    """
+    last = tail_mean(losses)
+    if last is None:
+        return False
+    # Far above where it should be: the stage's start or the chosen probe's own end loss
+    # (the same LR from the same state, in fewer steps), whichever is lower. "Far" is half
+    # the progress the chosen probe promised or a significant rise: ``rollback_z`` standard errors
+    # of a difference of tail means, and at least one per-step noise level (loss noise is
+    # not i.i.d.: slow wobbles are healthy). The noise (of the segment before or this one,
+    # the larger) is measured with the trend removed, so a steep but healthy descent before
+    # does not widen the margin (its range did: a model back at chance level passed). Not
+    # the segment's own best window: its minimum over noisy windows sits below the level by
+    # chance, and a healthy descending segment was rolled back. This catches an LR that
+    # looked best for τ' steps and then wrecked the model without a single non-finite loss
+    # (dead units with SGD: the loss climbing back to chance level).
+    noise = max(noise_before, step_noise(losses))
+    window = max(1, int(0.1 * len(losses)))  # steps in the tail mean
+
+    def rise(ref_window: int) -> float:  # a significant rise over a reference mean
+        return noise * max(1.0, thresholds.rollback_z * math.sqrt(1.0 / window + 1.0 / ref_window))
+
+    # (reference, its window, half the promised progress)
+    references = [(start, window, 0.0)]
+    if promise is not None:
+        promised, probe_end, probe_steps = max(0.0, promise[0]), promise[1], promise[2]
+        references = [
+            (start, window, 0.5 * promised),
+            # the probe's end is a mean of few steps (and the lowest forecast picked it:
+            # lucky more often than not), so its own noise widens the margin
+            (probe_end, max(1, int(0.1 * probe_steps)), 0.5 * promised),
+        ]
+    for reference, ref_window, half_promise in references:
+        margin = max(rise(ref_window), half_promise)
+        if margin > 0 and last > reference + margin:
+            return True
+    # ... or it gave back more than half of the progress it made, significantly: down from
+    # where it started, then back up (seen: SGD at the edge of stability, 2.32 -> 1.7 ->
+    # 2.33 = chance level, inside the margin above because the chosen probe ended high)
+    best = best_window_mean(losses)
+    return noise > 0 and last - best > max(rise(window), 0.5 * (start - best))

@@ -509,7 +509,7 @@ def test_a_noisy_flat_train_segment_is_not_rolled_back() -> None:
 def test_step_noise_ignores_the_trend_and_a_spike() -> None:
     import random
 
-    from autolr.controller import _step_noise
+    from autolr.policy import step_noise as _step_noise
 
     assert _step_noise([10.0 - 0.1 * i for i in range(100)]) == pytest.approx(0.0, abs=1e-12)
     rng = random.Random(0)
@@ -611,7 +611,8 @@ class _FirstChoiceSearcher(RandomSearcher):
 
 
 def test_a_probe_whose_loss_spikes_counts_as_blown_up() -> None:
-    from autolr.controller import _blew_up, _spiked
+    from autolr.controller import _blew_up
+    from autolr.policy import spiked as _spiked
 
     calm = [2.3 - 0.01 * i + (0.02 if i % 2 else -0.02) for i in range(40)]
     assert not _spiked(calm)
