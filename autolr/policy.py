@@ -332,7 +332,9 @@ def cooldown_drop(
     if not finite or not math.isfinite(level_before):
         return None, 0.0
     k = max(1, math.ceil(thresholds.cooled_share * len(finite)))
-    cooled = sum(v / k for v in finite[-k:])  # divided first: a sum of 1e308s overflows
+    cooled = sum(finite[-k:]) / k
+    if not math.isfinite(cooled):  # a sum of losses near 1e308 overflows: divide first
+        cooled = sum(v / k for v in finite[-k:])
     drop = level_before - cooled
     return (drop if math.isfinite(drop) else None), noise / math.sqrt(k)
 
