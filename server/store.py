@@ -190,6 +190,32 @@ _SUMMARY_COLUMNS = (
 )
 
 
+def _advance_version(
+    conn: sa.Connection, job_id: str, expected_version: int, update: JobUpdate, now: datetime
+) -> None:
+    """Write ``update`` as the job's next version, or raise `StaleVersion` when another
+    writer got there first (or the job is no longer running): the optimistic check."""
+    result = conn.execute(
+        jobs.update()
+        .where(
+            jobs.c.id == job_id,
+            jobs.c.version == expected_version,
+            jobs.c.status == "running",
+        )
+        .values(
+            version=expected_version + 1,
+            state=dumps(update.state),
+            status=update.status,
+            segment=update.segment,
+            stage=update.stage,
+            steps_used=update.steps_used,
+            updated_at=now,
+        )
+    )
+    if result.rowcount != 1:
+        raise StaleVersion(job_id, expected_version)
+
+
 def _summary_fields(row: Any) -> dict[str, Any]:
     return {
         "job_id": row.id,
@@ -291,25 +317,7 @@ class SqlStore:
         now = _now()
         try:
             with self.engine.begin() as conn:
-                result = conn.execute(
-                    jobs.update()
-                    .where(
-                        jobs.c.id == job_id,
-                        jobs.c.version == expected_version,
-                        jobs.c.status == "running",
-                    )
-                    .values(
-                        version=expected_version + 1,
-                        state=dumps(update.state),
-                        status=update.status,
-                        segment=update.segment,
-                        stage=update.stage,
-                        steps_used=update.steps_used,
-                        updated_at=now,
-                    )
-                )
-                if result.rowcount != 1:
-                    raise StaleVersion(job_id, expected_version)
+                _advance_version(conn, job_id, expected_version, update, now)
                 conn.execute(
                     reports.insert().values(
                         job_id=job_id,
@@ -348,25 +356,7 @@ class SqlStore:
     ) -> int:
         now = _now()
         with self.engine.begin() as conn:
-            result = conn.execute(
-                jobs.update()
-                .where(
-                    jobs.c.id == job_id,
-                    jobs.c.version == expected_version,
-                    jobs.c.status == "running",
-                )
-                .values(
-                    version=expected_version + 1,
-                    state=dumps(update.state),
-                    status=update.status,
-                    segment=update.segment,
-                    stage=update.stage,
-                    steps_used=update.steps_used,
-                    updated_at=now,
-                )
-            )
-            if result.rowcount != 1:
-                raise StaleVersion(job_id, expected_version)
+            _advance_version(conn, job_id, expected_version, update, now)
             changed = conn.execute(
                 reports.update()
                 .where(reports.c.job_id == job_id, reports.c.segment == segment)
