@@ -25,19 +25,27 @@ from autolr.server.db import make_engine
 
 #: Environment variable naming the PostgreSQL server the tests may use.
 POSTGRES_ENV = "AUTOLR_TEST_POSTGRES_URL"
+#: Used when it is unset: the local server (trust auth, database ``test``) of the project's
+#: machines and CI; where none answers, the PostgreSQL tests skip saying so.
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
 def postgres_url_or_reason() -> tuple[str | None, str]:
-    """The test PostgreSQL URL if it is set and answers, else None and why not."""
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        return None, f"{POSTGRES_ENV} is not set (CI sets it; see .ci/run)"
+    """The test PostgreSQL URL if one answers, else None and why not.
+
+    ``AUTOLR_TEST_POSTGRES_URL`` when set; otherwise the local server the project's machines
+    run (`DEFAULT_POSTGRES_URL`), so a plain ``make test`` uses it where it answers.
+    """
+    url = os.environ.get(POSTGRES_ENV) or DEFAULT_POSTGRES_URL
     engine = make_engine(url, connect_args={"connect_timeout": 3})
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError as exc:
-        return None, f"PostgreSQL at {POSTGRES_ENV} is unreachable: {str(exc).splitlines()[0]}"
+        return None, (
+            f"no PostgreSQL answers at {url} (set {POSTGRES_ENV} to another): "
+            f"{str(exc).splitlines()[0]}"
+        )
     finally:
         engine.dispose()
     return url, ""
