@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint browser demo bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH"; exit 1; }
@@ -26,7 +26,12 @@ lint: $(STAMP)
 	cp -r autolr build/lint/autolr && cp -r client build/lint/autolr/client && cp -r server build/lint/autolr/server
 	cd build/lint && PYTHONPATH=. ../../$(BIN)/lint-imports --config ../../pyproject.toml
 
-test: lint
+# Headless Chromium for the dashboard's browser test: installed from the distribution's packages
+# when possible, else .ci/browser says exactly what is missing (AUTOLR_SKIP_BROWSER=1 skips it).
+browser:
+	@bash .ci/browser
+
+test: lint browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 demo: $(STAMP)

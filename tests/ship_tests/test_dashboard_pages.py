@@ -1,7 +1,8 @@
 """The dashboard pages on a real server: auth, escaping, and rendering in headless Chromium.
 
-The browser test needs Debian's ``chromium`` (``.ci/run`` installs it). Without it the test
-fails and says so, unless ``AUTOLR_SKIP_BROWSER=1`` is set, which skips it with that reason.
+The browser test needs Debian's ``chromium``: ``make test`` (and so ``.ci/run``) installs it with
+``.ci/browser`` where it can. Without it the test fails and says so, unless
+``AUTOLR_SKIP_BROWSER=1`` is set, which skips it with that reason.
 """
 
 from __future__ import annotations
@@ -171,9 +172,9 @@ def chromium() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
         pytest.fail(
-            "headless Chromium is needed to check that the dashboard renders: install Debian's "
-            f"package (apt-get install -y chromium; .ci/run does), or set {SKIP_BROWSER_ENV}=1 "
-            "to skip this test"
+            "headless Chromium (a 'chromium' on PATH) is needed to check that the dashboard "
+            "renders, and .ci/browser (run by make test) could not install it: run "
+            f"'sudo apt-get install -y chromium', or set {SKIP_BROWSER_ENV}=1 to skip this test"
         )
     return path
 
