@@ -230,8 +230,11 @@ def _empty(frame: Frame, label: str, css_class: str, message: str) -> str:
     return _svg(frame, label, body, css_class)
 
 
-def _step_span(segments: Sequence[SegmentRecord]) -> float:
-    return float(max((s.start_step + s.steps_run for s in segments), default=0))
+def _step_span(segments: Sequence[SegmentRecord], budget_steps: int | None = None) -> float:
+    """The x axis's extent: the job's step budget when it has one (so a running job's charts
+    show how much is left), else the steps used so far."""
+    used = float(max((s.start_step + s.steps_run for s in segments), default=0))
+    return max(used, float(budget_steps or 0)) or 1.0
 
 
 def _bands(frame: Frame, x: Scale, segments: Sequence[SegmentRecord]) -> list[str]:
@@ -256,8 +259,13 @@ def _bands(frame: Frame, x: Scale, segments: Sequence[SegmentRecord]) -> list[st
     return out
 
 
-def lr_svg(segments: Sequence[SegmentRecord], *, frame: Frame | None = None) -> str:
-    """The LR schedule over the steps used, log-scale y, on bands of segment kinds.
+def lr_svg(
+    segments: Sequence[SegmentRecord],
+    *,
+    frame: Frame | None = None,
+    budget_steps: int | None = None,
+) -> str:
+    """The LR schedule over the step budget, log-scale y, on bands of segment kinds.
 
     Each segment with steps adds two points to the ``<polyline class="lr">``: its first LR at
     its first step and its last LR at its end (a warmup or anneal ramp is a straight segment
@@ -266,6 +274,8 @@ def lr_svg(segments: Sequence[SegmentRecord], *, frame: Frame | None = None) -> 
     Args:
         segments: the job's segment log, in order.
         frame: size and margins (default 1000 x 260).
+        budget_steps: the job's ``total_steps``: the x axis runs to it (None: to the steps
+            used).
     """
     frame = frame or Frame()
     label = "Learning rate by step"
@@ -275,7 +285,7 @@ def lr_svg(segments: Sequence[SegmentRecord], *, frame: Frame | None = None) -> 
     lrs = [v for s in ran for v in (s.instruction.lr, s.instruction.lr_end)]
     lo, hi = min(lrs), max(lrs)
     lo, hi = (lo / 2, hi * 2) if hi <= lo * 1.01 else (lo / 1.2, hi * 1.2)
-    x = Scale(0.0, _step_span(ran), frame.x0, frame.x1)
+    x = Scale(0.0, _step_span(ran, budget_steps), frame.x0, frame.x1)
     y = Scale(lo, hi, frame.y1, frame.y0, log=True)
     points: list[tuple[float, float]] = []
     for seg in ran:
@@ -335,8 +345,13 @@ def _loss_runs(
     return [r for r in train if r], [r for r in val if r]
 
 
-def loss_svg(segments: Sequence[SegmentRecord], *, frame: Frame | None = None) -> str:
-    """Training and validation loss over the steps used, on bands of segment kinds.
+def loss_svg(
+    segments: Sequence[SegmentRecord],
+    *,
+    frame: Frame | None = None,
+    budget_steps: int | None = None,
+) -> str:
+    """Training and validation loss over the step budget, on bands of segment kinds.
 
     The training loss is one ``<path class="train-loss">`` with a point per bucket of the
     segment log (at most `autolr.controller.LOG_POINTS_PER_SEGMENT` per segment); gaps mark
@@ -347,6 +362,8 @@ def loss_svg(segments: Sequence[SegmentRecord], *, frame: Frame | None = None) -
     Args:
         segments: the job's segment log, in order.
         frame: size and margins (default 1000 x 260).
+        budget_steps: the job's ``total_steps``: the x axis runs to it (None: to the steps
+            used).
     """
     frame = frame or Frame()
     label = "Loss by step"
@@ -355,7 +372,7 @@ def loss_svg(segments: Sequence[SegmentRecord], *, frame: Frame | None = None) -
     if not values:
         return _empty(frame, label, "chart loss-chart", "no loss reported yet")
     lo, hi, log = _loss_range(values)
-    x = Scale(0.0, _step_span(segments), frame.x0, frame.x1)
+    x = Scale(0.0, _step_span(segments, budget_steps), frame.x0, frame.x1)
     y = Scale(lo, hi, frame.y1, frame.y0, log=log)
     entries = [*_kind_legend(), ("train loss", TRAIN_COLOUR, "line")]
     if val:

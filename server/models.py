@@ -6,15 +6,47 @@ so the HTTP API validates exactly what embedded mode validates.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autolr.config import TunerConfig
 from autolr.controller import SegmentRecord, StageRecord
 from autolr.protocol import Instruction, Report
+from autolr.server.schema import NAME_MAX_LENGTH
 from autolr.server.store import JobRecord, JobStatus, JobSummary
+
+
+class JobCreate(TunerConfig):
+    """Body of ``POST /v1/jobs``: a `TunerConfig`, optionally with a ``name`` for people.
+
+    The name is not part of the config (it changes no decision); it is stored beside it.
+    """
+
+    name: str | None = Field(
+        None,
+        max_length=NAME_MAX_LENGTH,
+        description="A label for people (list, dashboard, export); not used by the tuner.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, name: str | None) -> str | None:
+        """A name is shown in terminals, logs and pages: no control characters, not blank."""
+        if name is None:
+            return None
+        if not name.strip():
+            raise ValueError("name must not be blank")
+        bad = next((c for c in name if unicodedata.category(c).startswith("C")), None)
+        if bad is not None:
+            raise ValueError(f"name must be printable text; it contains {bad!r}")
+        return name
+
+    def tuner_config(self) -> TunerConfig:
+        """The config without the name."""
+        return TunerConfig.model_validate(self.model_dump(exclude={"name"}))
 
 
 class JobCreated(BaseModel):
@@ -31,6 +63,7 @@ class JobInfo(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     job_id: str
+    name: str | None = Field(None, description="The name given at creation, if any.")
     status: JobStatus
     segment: int = Field(description="The segment whose report the job awaits.")
     stage: int = Field(description="Stage of that segment (-1 during warmup).")

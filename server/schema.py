@@ -13,6 +13,9 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
+#: Longest job name, in characters (a label for people, not a document).
+NAME_MAX_LENGTH = 200
+
 jobs = sa.Table(
     "jobs",
     metadata,
@@ -27,6 +30,7 @@ jobs = sa.Table(
     sa.Column("stage", sa.Integer, nullable=False),
     sa.Column("steps_used", sa.BigInteger, nullable=False),
     sa.Column("total_steps", sa.BigInteger, nullable=True),
+    sa.Column("name", sa.String(NAME_MAX_LENGTH), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_jobs_status", "status"),

@@ -146,8 +146,8 @@ class JobService:
         self._decisions = threading.BoundedSemaphore(decision_threads)
 
     # ------------------------------------------------------------------ jobs
-    def create(self, config: TunerConfig) -> CreatedJob:
-        """Create a job and compute its first instruction.
+    def create(self, config: TunerConfig, *, name: str | None = None) -> CreatedJob:
+        """Create a job (``name``: a label for people) and compute its first instruction.
 
         Raises:
             ConfigError: a segment of this job could exceed the server's losses-per-report cap.
@@ -170,9 +170,13 @@ class JobService:
                 config=config.model_dump(mode="json"),
                 update=_update_for(controller),
                 total_steps=config.total_steps,
+                name=name,
             )
         self.metrics.jobs_created.inc()
-        log.info("job created", extra={"job_id": job_id, "segment": controller.current.segment})
+        log.info(
+            "job created",
+            extra={"job_id": job_id, "job_name": name, "segment": controller.current.segment},
+        )
         return CreatedJob(job_id=job_id, token=token, instruction=controller.current)
 
     def authorize(self, job_id: str, token: str | None, *, admin: bool = False) -> JobRecord:

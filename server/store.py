@@ -45,6 +45,7 @@ class JobSummary:
     total_steps: int | None
     created_at: datetime
     updated_at: datetime
+    name: str | None  # what the user called the job (None: unnamed)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class JobStore(Protocol):
         config: Mapping[str, Any],
         update: JobUpdate,
         total_steps: int | None,
+        name: str | None = None,
     ) -> JobRecord: ...
 
     def load(self, job_id: str) -> JobRecord: ...
@@ -187,6 +189,7 @@ _SUMMARY_COLUMNS = (
     jobs.c.total_steps,
     jobs.c.created_at,
     jobs.c.updated_at,
+    jobs.c.name,
 )
 
 
@@ -226,6 +229,7 @@ def _summary_fields(row: Any) -> dict[str, Any]:
         "total_steps": row.total_steps,
         "created_at": _utc(row.created_at),
         "updated_at": _utc(row.updated_at),
+        "name": row.name,
     }
 
 
@@ -252,6 +256,7 @@ class SqlStore:
         config: Mapping[str, Any],
         update: JobUpdate,
         total_steps: int | None,
+        name: str | None = None,
     ) -> JobRecord:
         now = _now()
         try:
@@ -268,6 +273,7 @@ class SqlStore:
                         stage=update.stage,
                         steps_used=update.steps_used,
                         total_steps=total_steps,
+                        name=name,
                         created_at=now,
                         updated_at=now,
                     )

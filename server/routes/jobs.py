@@ -10,11 +10,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from autolr.config import TunerConfig
 from autolr.protocol import Instruction, Report
 from autolr.server.deps import AdminDep, JobCredentialsDep, JobDep, ServiceDep
 from autolr.server.models import (
     ErrorAnswer,
+    JobCreate,
     JobCreated,
     JobDetail,
     JobInfo,
@@ -39,13 +39,16 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     responses=_errors(401, 413, 422),
     summary="Create a job",
 )
-def create_job(config: TunerConfig, service: ServiceDep, _admin: AdminDep) -> JobCreated:
+def create_job(body: JobCreate, service: ServiceDep, _admin: AdminDep) -> JobCreated:
     """Create a tuning job from a `TunerConfig` and return its id, token and first instruction.
+
+    An optional ``name`` (printable, at most 200 characters) labels the job in lists, the
+    dashboard and exports; it changes no decision.
 
     Needs the admin key when the server has one (``AUTOLR_ADMIN_KEY``). Non-finite numbers are
     rejected here (they are only meaningful as losses, in reports).
     """
-    created = service.create(config)
+    created = service.create(body.tuner_config(), name=body.name)
     return JobCreated(job_id=created.job_id, token=created.token, instruction=created.instruction)
 
 

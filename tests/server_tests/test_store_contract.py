@@ -41,6 +41,7 @@ def _create(store: SqlStore, job_id: str = "job-a", **kwargs: Any) -> None:
         config={"min_lr": 1e-3, "max_lr": 1.0},
         update=_update(0),
         total_steps=kwargs.get("total_steps", 1200),
+        name=kwargs.get("name"),
     )
 
 
@@ -201,13 +202,22 @@ class TestJobStoreContract:
         assert [j.job_id for j in store.list_jobs(limit=1, offset=1)] == ["j2"]
         assert store.count_by_status() == {"running": 2, "finished": 0, "cancelled": 1}
 
+    def test_a_name_is_stored_and_listed(self, store: SqlStore) -> None:
+        _create(store, "named", name="résumé run ✓")
+        _create(store, "unnamed")
+        assert store.load("named").name == "résumé run ✓"
+        assert {j.job_id: j.name for j in store.list_jobs()} == {
+            "named": "résumé run ✓",
+            "unnamed": None,
+        }
+
     def test_upgrade_is_idempotent(self, store: SqlStore) -> None:
         _create(store)
         db.upgrade(store.engine)
         assert store.load("job-a").version == 1
         with store.engine.connect() as conn:
             assert (
-                conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+                conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
             )
 
 
@@ -235,4 +245,24 @@ def test_concurrent_first_migrations_migrate_once(database_url: str) -> None:
     store = SqlStore(db.make_engine(database_url))
     _create(store)
     assert store.load("job-a").version == 1
+    store.close()
+
+
+def test_jobs_created_before_names_upgrade_to_unnamed(database_url: str) -> None:
+    """A database at revision 0001 with a job migrates to 0002: the job loads, unnamed."""
+    engine = db.make_engine(database_url)
+    db.upgrade(engine, "0001")
+    now = "2026-01-01 00:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO jobs (id, token_hash, status, version, config, state, segment, "
+                "stage, steps_used, total_steps, created_at, updated_at) VALUES ('old', :h, "
+                "'running', 1, '{}', '{}', 0, -1, 0, NULL, :t, :t)"
+            ),
+            {"h": "h" * 64, "t": now},
+        )
+    db.upgrade(engine)
+    store = SqlStore(engine)
+    assert store.load("old").name is None
     store.close()

@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from ship_helpers import ADMIN_KEY
+from ship_helpers import ADMIN_KEY, create_job
 
 from autolr.server.models import JobDetail
-from autolr.server.routes.dashboard import job_body
+from autolr.server.pages import job_body
 from autolr.server.testing import ServerProcess
 
 SKIP_BROWSER_ENV = "AUTOLR_SKIP_BROWSER"
@@ -55,27 +55,73 @@ def get(server: ServerProcess, path: str, **kwargs: Any) -> httpx.Response:
 
 
 # --------------------------------------------------------------------------- auth
+def browser(server: ServerProcess) -> httpx.Client:
+    """A client that keeps cookies and follows redirects, as a browser does."""
+    return httpx.Client(base_url=server.url, timeout=60, follow_redirects=True)
+
+
 def test_job_list_needs_the_admin_key(
     live_server: ServerProcess, finished_job: dict[str, Any], running_job: dict[str, Any]
 ) -> None:
     refused = get(live_server, "/dashboard")
     assert refused.status_code == 401 and "admin key" in refused.text
+    [form] = tags(refused.text).find("form")
+    assert form["method"] == "post" and form["action"] == "/dashboard/login"
     assert tags(refused.text).find("input")[0]["name"] == "key"  # a form to enter it
     assert get(live_server, "/dashboard", params={"key": "wrong"}).status_code == 401
-    for how in ({"params": {"key": ADMIN_KEY}}, {"headers": {"X-Admin-Key": ADMIN_KEY}}):
+    for how in (
+        {"headers": {"X-Admin-Key": ADMIN_KEY}},
+        {"headers": {"Authorization": f"Bearer {ADMIN_KEY}"}},
+    ):
         page = get(live_server, "/dashboard", **how)
         assert page.status_code == 200
         assert finished_job["job_id"] in page.text and running_job["job_id"] in page.text
     links = [a["href"] for a in tags(page.text).find("a") if "/dashboard/jobs/" in a["href"]]
     assert len(links) >= 2
+    assert all(ADMIN_KEY not in link and "key=" not in link for link in links)
 
 
-def test_job_list_links_carry_a_key_given_in_the_query(
+def test_login_sets_an_httponly_cookie_and_no_link_carries_a_credential(
     live_server: ServerProcess, finished_job: dict[str, Any]
 ) -> None:
-    page = get(live_server, "/dashboard", params={"key": ADMIN_KEY})
-    [link] = [a["href"] for a in tags(page.text).find("a") if finished_job["job_id"] in a["href"]]
-    assert get(live_server, link).status_code == 200
+    with browser(live_server) as client:
+        wrong = client.post("/dashboard/login", data={"key": "wrong"})
+        assert wrong.status_code == 401 and "Wrong key" in wrong.text
+        answer = client.post("/dashboard/login", data={"key": ADMIN_KEY}, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"] == "/dashboard"
+        cookie = answer.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie and "path=/dashboard" in cookie
+        page = client.get("/dashboard")
+        assert page.status_code == 200 and ADMIN_KEY not in page.text
+        [link] = [
+            a["href"] for a in tags(page.text).find("a") if finished_job["job_id"] in a["href"]
+        ]
+        assert link == f"/dashboard/jobs/{finished_job['job_id']}"  # no credential in it
+        assert client.get(link).status_code == 200  # the admin cookie opens every job
+        assert client.post("/dashboard/logout").status_code == 401  # back to the login form
+
+
+def test_job_list_refreshes_itself_and_shows_names(live_server: ServerProcess) -> None:
+    named = create_job(live_server, name="resnet <b>sweep</b>")
+    page = get(live_server, "/dashboard", headers={"X-Admin-Key": ADMIN_KEY})
+    assert tags(page.text).find("meta", None) and 'http-equiv="refresh"' in page.text
+    assert "resnet &lt;b&gt;sweep&lt;/b&gt;" in page.text and "<b>sweep" not in page.text
+    assert named["job_id"] in page.text
+
+
+def test_an_old_link_with_a_credential_moves_it_into_a_cookie(
+    live_server: ServerProcess, finished_job: dict[str, Any]
+) -> None:
+    path = f"/dashboard/jobs/{finished_job['job_id']}"
+    for query in ({"token": finished_job["token"]}, {"key": ADMIN_KEY}):
+        with browser(live_server) as client:
+            first = client.get(path, params=query, follow_redirects=False)
+            assert first.status_code == 303 and first.headers["location"] == path
+            assert "httponly" in first.headers["set-cookie"].lower()
+            page = client.get(path)
+            assert page.status_code == 200 and finished_job["job_id"] in page.text
+    listing = get(live_server, "/dashboard", params={"key": ADMIN_KEY})
+    assert listing.status_code == 303 and listing.headers["location"] == "/dashboard"
 
 
 def test_job_page_needs_the_token_or_the_admin_key(
@@ -84,15 +130,22 @@ def test_job_page_needs_the_token_or_the_admin_key(
     path = f"/dashboard/jobs/{finished_job['job_id']}"
     asked = get(live_server, path)
     assert asked.status_code == 401 and tags(asked.text).find("input")[0]["name"] == "token"
+    assert tags(asked.text).find("form")[0]["action"] == f"{path}/login"
     assert get(live_server, path, params={"token": "not-the-token"}).status_code == 404
     assert get(live_server, "/dashboard/jobs/nope", params={"key": ADMIN_KEY}).status_code == 404
-    for how in (
-        {"params": {"token": finished_job["token"]}},
+    with browser(live_server) as client:
+        assert client.post(f"{path}/login", data={"token": "not-the-token"}).status_code == 404
+        assert (
+            client.post(f"{path}/login", data={"token": finished_job["token"]}).status_code == 200
+        )
+        other = client.get(f"/dashboard/jobs/{'0' * 32}")
+        assert other.status_code == 401  # the token cookie belongs to its own job's pages
+    for client_kwargs in (
         {"headers": {"Authorization": f"Bearer {finished_job['token']}"}},
-        {"params": {"key": ADMIN_KEY}},
+        {"headers": {"X-Admin-Key": ADMIN_KEY}},
     ):
-        page = get(live_server, path, **how)
-        assert page.status_code == 200, how
+        page = get(live_server, path, **client_kwargs)
+        assert page.status_code == 200, client_kwargs
         assert page.headers["content-type"].startswith("text/html")
         assert "script-src" not in page.headers["content-security-policy"]  # no script at all
         assert page.headers["cache-control"] == "no-store"
@@ -103,7 +156,7 @@ def test_job_page_shows_every_chart(
     live_server: ServerProcess, finished_job: dict[str, Any]
 ) -> None:
     page = get(
-        live_server, f"/dashboard/jobs/{finished_job['job_id']}", params=_token(finished_job)
+        live_server, f"/dashboard/jobs/{finished_job['job_id']}", headers=_auth(finished_job)
     )
     detail = _detail(live_server, finished_job)
     found = tags(page.text)
@@ -119,7 +172,7 @@ def test_job_page_shows_every_chart(
 def test_a_running_job_page_refreshes_itself(
     live_server: ServerProcess, running_job: dict[str, Any]
 ) -> None:
-    page = get(live_server, f"/dashboard/jobs/{running_job['job_id']}", params=_token(running_job))
+    page = get(live_server, f"/dashboard/jobs/{running_job['job_id']}", headers=_auth(running_job))
     assert page.status_code == 200 and 'http-equiv="refresh"' in page.text
     assert "running" in page.text
 
@@ -151,8 +204,8 @@ def test_each_stage_states_the_rule_that_set_its_lr_and_its_evidence(
     assert "rule hold-previous" in html and "held &lt;b&gt;" in html
 
 
-def _token(job: dict[str, Any]) -> dict[str, str]:
-    return {"token": job["token"]}
+def _auth(job: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {job['token']}"}
 
 
 def _detail(server: ServerProcess, job: dict[str, Any]) -> dict[str, Any]:
