@@ -15,7 +15,7 @@ import autolr
 from autolr.server import db
 from autolr.server.errors import install_error_handlers
 from autolr.server.limits import BodyLimit
-from autolr.server.logs import configure_logging
+from autolr.server.logs import configure_logging, install_redaction
 from autolr.server.metrics import Metrics
 from autolr.server.routes import dashboard, jobs, ops
 from autolr.server.service import JobService
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None, *, store: JobStore | None = Non
             ``settings.migrate_on_startup``.
     """
     settings = settings or get_settings()
+    install_redaction()  # uvicorn's access log prints query strings, where tokens may be
     if store is None:
         engine = db.make_engine(settings.database_url)
         if settings.migrate_on_startup:
