@@ -176,6 +176,7 @@ class HttpTransport:
         token: the job token, when attaching to an existing job (else `start` sets it).
         job_id: the job, when attaching to an existing job.
         admin_key: sent on job creation (servers with ``AUTOLR_ADMIN_KEY`` require it).
+        name: the job's name on the server (lists, dashboard, export); None: unnamed.
         timeout: timeouts of the client the transport creates; explicit by default
             (`DEFAULT_TIMEOUT`). An injected ``client`` keeps its own.
         retries: retries after the first attempt, for retryable failures.
@@ -206,6 +207,7 @@ class HttpTransport:
         token: str | None = None,
         job_id: str | None = None,
         admin_key: str | None = None,
+        name: str | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         retries: int = 4,
         backoff: float = 0.5,
@@ -222,6 +224,7 @@ class HttpTransport:
         self._token = token
         self._job_id = job_id
         self._admin_key = admin_key
+        self._name = name
         self.retries = retries
         self.backoff = backoff
         self.backoff_max = backoff_max
@@ -258,13 +261,20 @@ class HttpTransport:
         body = self._request(
             "POST",
             "/v1/jobs",
-            json=config.model_dump(mode="json"),
+            json=config.model_dump(mode="json") | ({"name": self._name} if self._name else {}),
             headers=headers,
             create=True,
             budget=budget,
         )
         self._job_id = str(body["job_id"])
         self._token = str(body["token"])
+        # the page's URL, never the token (log in on the page, or send it as a header)
+        log.info(
+            "autolr: job %s created; dashboard: %s/dashboard/jobs/%s",
+            self._job_id,
+            self.base_url,
+            self._job_id,
+        )
         return Instruction.model_validate(body["instruction"])
 
     def report(self, report: Report, *, budget: float | None = None) -> Instruction:

@@ -106,6 +106,9 @@ class AutoLR:
             ``loss_source="val"``; with ``"auto"`` and no ``val_fn`` the training loss is used.
         server: URL of an autolr service (``"http://host:8000"``); None runs the controller
             in this process (embedded mode).
+        admin_key: the service's admin key, sent when creating the job (default: the
+            ``AUTOLR_ADMIN_KEY`` environment variable); only with ``server``.
+        name: the job's name on the service (its job list, dashboard and export).
         transport: a ready `Transport`, instead of ``server``.
         scaler: an AMP ``GradScaler`` to snapshot and restore along with the model.
         snapshot_device: ``"cpu"`` (host memory, default), ``"same"`` (each tensor's own device,
@@ -135,6 +138,8 @@ class AutoLR:
         config: TunerConfig | Mapping[str, Any] | None = None,
         val_fn: ValFn | None = None,
         server: str | None = None,
+        admin_key: str | None = None,
+        name: str | None = None,
         transport: Transport | None = None,
         scaler: Any | None = None,
         snapshot_device: SnapshotDevice = "cpu",
@@ -170,7 +175,9 @@ class AutoLR:
         self._group: Group | None = current_group()
         leader = self._group is None or self._group.leader
         self._transport: Transport | None = (
-            _make_transport(server, transport, strict=strict) if leader else None
+            _make_transport(server, transport, strict=strict, admin_key=admin_key, name=name)
+            if leader
+            else None
         )
         self._link: Link | None = (
             Link(self._transport, self._config, strict=strict, budget=step_timeout)
@@ -922,7 +929,14 @@ def _build_config(
     return TunerConfig.build(**{**(config or {}), **fields})
 
 
-def _make_transport(server: str | None, transport: Transport | None, *, strict: bool) -> Transport:
+def _make_transport(
+    server: str | None,
+    transport: Transport | None,
+    *,
+    strict: bool,
+    admin_key: str | None = None,
+    name: str | None = None,
+) -> Transport:
     if transport is not None:
         return transport
     if server is None:
@@ -931,7 +945,8 @@ def _make_transport(server: str | None, transport: Transport | None, *, strict: 
         raise TypeError(f"server must be a URL string, got {type(server).__name__}")
     from autolr.client._http import HttpTransport  # only loaded for a remote controller
 
-    http: Transport = HttpTransport(server, strict=strict)
+    key = admin_key if admin_key is not None else os.environ.get("AUTOLR_ADMIN_KEY") or None
+    http: Transport = HttpTransport(server, strict=strict, admin_key=key, name=name)
     return http
 
 
