@@ -204,14 +204,19 @@ def list_jobs(
     if status is not None:
         params["status"] = status.value
     page = _call("GET", server, "/v1/jobs", admin_key=admin_key, params=params)
-    table = _table("job", "status", "stage", "steps", "lr", "created", numeric=("stage", "lr"))
+    table = _table(
+        "job", "status", "stage", "steps", "lr", "created", "name", numeric=("stage", "lr")
+    )
     for job in page["jobs"]:
         lr = "-"
         if admin_key:
             detail = _call("GET", server, f"/v1/jobs/{job['job_id']}", admin_key=admin_key)
             lr = fmt_lr(detail["current"]["lr"])
         created = str(job["created_at"]).replace("T", " ")[:19]
-        table.add_row(job["job_id"], job["status"], str(job["stage"]), _steps(job), lr, created)
+        name = job.get("name") or ""
+        table.add_row(
+            job["job_id"], job["status"], str(job["stage"]), _steps(job), lr, created, name
+        )
     if not page["jobs"]:
         typer.echo("no jobs")
         return
@@ -238,6 +243,7 @@ def show_job(
     summary = _pairs(
         [
             ("job", job["job_id"]),
+            ("name", job.get("name") or "-"),
             ("status", job["status"]),
             ("stage", str(job["stage"])),
             ("steps", _steps(job)),
@@ -310,7 +316,8 @@ def export(
 ) -> None:
     """Export a job's schedule, one row per segment, for autolr.client.ReplaySchedule.
 
-    JSON holds the job id, status, config and the rows under ``schedule``; CSV holds the rows.
+    JSON holds the job id, name, status, config and the rows under ``schedule``; CSV holds the
+    rows.
     """
     job = _job(server, job_id, token, admin_key)
     rows = schedule_rows(job)
@@ -330,6 +337,7 @@ def _write(
         return
     document = {
         "job_id": job.get("job_id"),
+        "name": job.get("name"),
         "status": job.get("status"),
         "config": job["config"],
         "schedule": rows,

@@ -56,7 +56,7 @@ def test_list_shows_a_table_of_jobs_with_their_lr(
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     header = next(line for line in lines if line.split()[:2] == ["job", "status"])
-    assert header.split() == ["job", "status", "stage", "steps", "lr", "created"]
+    assert header.split() == ["job", "status", "stage", "steps", "lr", "created", "name"]
     for job, status in ((finished_job, "finished"), (running_job, "running")):
         [row] = [line for line in lines if job["job_id"] in line]
         cells = row.split()
@@ -66,6 +66,21 @@ def test_list_shows_a_table_of_jobs_with_their_lr(
         assert float(cells[4]) == pytest.approx(info["current"]["lr"], rel=1e-3)
         # aligned: every row's status column starts where the header's does
         assert row.index(status) == header.index("status")
+
+
+def test_a_jobs_name_shows_in_list_show_and_export(
+    cli: Callable[..., Any], make_job: Callable[..., dict[str, Any]]
+) -> None:
+    job = make_job(segments=1, name="vit-b16 warm restart")
+    listed = cli("jobs", "list", "--admin-key", ADMIN_KEY)
+    [row] = [line for line in listed.output.splitlines() if job["job_id"] in line]
+    assert row.rstrip().endswith("vit-b16 warm restart")
+    shown = cli("jobs", "show", job["job_id"], "--token", job["token"])
+    assert any(
+        line.split() == ["name", "vit-b16", "warm", "restart"] for line in shown.output.splitlines()
+    )
+    exported = cli("export", job["job_id"], "--token", job["token"])
+    assert json.loads(exported.output)["name"] == "vit-b16 warm restart"
 
 
 def test_list_needs_the_admin_key_when_the_server_has_one(cli: Callable[..., Any]) -> None:
