@@ -16,7 +16,7 @@ from autolr.server import db
 from autolr.server.errors import install_error_handlers
 from autolr.server.limits import BodyLimit
 from autolr.server.logs import configure_logging, install_redaction
-from autolr.server.metrics import Metrics
+from autolr.server.metrics import HttpMetrics, Metrics
 from autolr.server.routes import dashboard, jobs, ops
 from autolr.server.service import JobService
 from autolr.server.settings import Settings, get_settings
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None, *, store: JobStore | None = Non
     app.state.service = service
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetrics, metrics=metrics)  # outermost: counts the 413s too
     app.include_router(jobs.router)
     app.include_router(ops.router)
     app.include_router(dashboard.router)

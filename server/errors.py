@@ -158,7 +158,7 @@ def status_for(exc: Exception) -> tuple[int, str]:
 def _count(request: Request, status: int, code: str) -> None:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
-        metrics.errors.labels(status=str(status), code=code).inc()
+        metrics.errors.labels(code=str(status), error=code).inc()
 
 
 def _safe(value: Any, depth: int = 0) -> Any:
@@ -250,7 +250,7 @@ def body_too_large_response(scope: Scope, limit: int) -> JSONResponse:
     app = scope.get("app")
     metrics = getattr(getattr(app, "state", None), "metrics", None)
     if metrics is not None:
-        metrics.errors.labels(status="413", code="body_too_large").inc()
+        metrics.errors.labels(code="413", error="body_too_large").inc()
     return _error(
         413,
         "body_too_large",

@@ -165,7 +165,7 @@ def test_metrics_count_jobs_reports_decisions_and_errors(client: TestClient) -> 
     assert _metric(text, 'autolr_reports_total{outcome="applied"}') == 1
     assert _metric(text, 'autolr_reports_total{outcome="duplicate"}') == 1
     assert _metric(text, "autolr_decision_seconds_count") == 1
-    assert _metric(text, 'autolr_errors_total{code="wrong_segment",status="409"}') == 1
+    assert _metric(text, 'autolr_errors_total{code="409",error="wrong_segment"}') == 1
 
 
 def test_two_apps_in_one_process_keep_separate_metrics(
