@@ -89,7 +89,7 @@ def db_upgrade(db: DbOption = None) -> None:
     settings = _settings(database_url=db)
     from autolr.server import db as server_db
 
-    engine = server_db.make_engine(settings.database_url)
+    engine = server_db.make_engine(settings.engine_url)
     try:
         server_db.upgrade(engine)
     finally:

@@ -42,13 +42,13 @@ def create_app(settings: Settings | None = None, *, store: JobStore | None = Non
 
     Args:
         settings: defaults to `get_settings()` (the ``AUTOLR_*`` environment).
-        store: defaults to a `SqlStore` on ``settings.database_url``, migrated first when
+        store: defaults to a `SqlStore` on ``settings.engine_url``, migrated first when
             ``settings.migrate_on_startup``.
     """
     settings = settings or get_settings()
     install_redaction()  # uvicorn's access log prints query strings, where tokens may be
     if store is None:
-        engine = db.make_engine(settings.database_url)
+        engine = db.make_engine(settings.engine_url)
         if settings.migrate_on_startup:
             db.upgrade(engine)
         store = SqlStore(engine)

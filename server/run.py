@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def _export(settings: Settings) -> None:
     """Put the settings in the environment, where uvicorn's worker processes read them."""
-    values = settings.model_dump(exclude={"admin_key"})
+    values = settings.model_dump(exclude={"admin_key", "database_password"})
     values["migrate_on_startup"] = False  # migrated once, here, before the workers start
     for name, value in values.items():
         os.environ[f"AUTOLR_{name.upper()}"] = (
@@ -27,6 +27,8 @@ def _export(settings: Settings) -> None:
         )
     if settings.admin_key is not None:
         os.environ["AUTOLR_ADMIN_KEY"] = settings.admin_key.get_secret_value()
+    if settings.database_password is not None:
+        os.environ["AUTOLR_DATABASE_PASSWORD"] = settings.database_password.get_secret_value()
 
 
 def tune_process(settings: Settings) -> None:
@@ -72,7 +74,7 @@ def serve(settings: Settings) -> None:
     must then be PostgreSQL or a local SQLite file.
     """
     configure_logging(settings.log_level)
-    engine = db.make_engine(settings.database_url)
+    engine = db.make_engine(settings.engine_url)
     try:
         db.upgrade(engine)
     finally:

@@ -1,4 +1,10 @@
-"""Server settings, read from ``AUTOLR_*`` environment variables (or a ``.env`` file).
+"""Server settings, read from ``AUTOLR_*`` environment variables, a ``.env`` file, or secret
+files.
+
+Secrets (the admin key, the database password) should not sit in the environment, where
+``docker inspect`` and child processes see them: each field may also come from a file named
+``autolr_<field>`` in the secrets folder (``AUTOLR_SECRETS_DIR``, default ``/run/secrets``,
+where Docker and Kubernetes mount secrets). Environment variables win over files.
 
 Nothing here runs at import time: `get_settings` builds the settings on first call and caches
 them, and `autolr.server.app.create_app` takes a `Settings` so tests pass their own.
@@ -8,10 +14,20 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import sqlalchemy as sa
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
+
+#: Where secret files are read from unless ``AUTOLR_SECRETS_DIR`` says otherwise.
+DEFAULT_SECRETS_DIR = "/run/secrets"
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
@@ -39,6 +55,14 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = Field(
         default=None,
         description="When set, creating and listing jobs need it (Bearer or X-Admin-Key).",
+    )
+    require_admin_key: bool = Field(
+        default=False,
+        description="Refuse to start without an admin key (deployments set it: no open server).",
+    )
+    database_password: SecretStr | None = Field(
+        default=None,
+        description="The database password, when database_url carries none (from a secret file).",
     )
     # A report carries one loss per step; 200k covers τ_max = 8000 with wide margin while a
     # JSON float is ~20 bytes, so the largest report stays a few MB (below max_body_bytes).
@@ -69,6 +93,47 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, description="uvicorn worker processes.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment, then ``.env``, then secret files (when the folder
+        exists: most machines have no ``/run/secrets``)."""
+        folder = os.environ.get("AUTOLR_SECRETS_DIR", DEFAULT_SECRETS_DIR)
+        sources = [init_settings, env_settings, dotenv_settings]
+        if Path(folder).is_dir():
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=folder))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _check_secrets(self) -> Self:
+        if self.admin_key is not None and not self.admin_key.get_secret_value().strip():
+            raise ValueError("admin_key is blank: set a real key or leave AUTOLR_ADMIN_KEY unset")
+        if self.require_admin_key and self.admin_key is None:
+            raise ValueError(
+                "require_admin_key=true but no admin key is set: set AUTOLR_ADMIN_KEY or put it "
+                "in the secret file autolr_admin_key (folder AUTOLR_SECRETS_DIR, default "
+                f"{DEFAULT_SECRETS_DIR})"
+            )
+        return self
+
+    @property
+    def engine_url(self) -> str:
+        """``database_url`` with ``database_password`` filled in (when the URL has none)."""
+        if self.database_password is None:
+            return self.database_url
+        url = sa.make_url(self.database_url)
+        if url.password is not None:
+            return self.database_url
+        return url.set(password=self.database_password.get_secret_value()).render_as_string(
+            hide_password=False
+        )
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,9 @@
 """The Dockerfile and docker-compose.yml, checked without a Docker engine (CI has none).
 
 The files are parsed and their promises checked (multi-stage build, non-root user, the
-server extra, health check, volume, PostgreSQL with two replicas); the command the image runs,
+server extra, health check, volume; compose: one image built once and run as two replicas on
+PostgreSQL behind a stock nginx, restart policies, the admin key and database password from
+secret files, a balancer log without query strings); the command the image runs,
 ``autolr serve``, is then run here as a subprocess and must answer ``/healthz``.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -130,24 +133,96 @@ def _compose() -> dict[str, Any]:
     return document
 
 
-def test_compose_runs_two_replicas_on_postgres() -> None:
-    services = _compose()["services"]
-    [(db_name, db)] = [(n, s) for n, s in services.items() if "postgres" in s.get("image", "")]
-    replicas = {n: s for n, s in services.items() if s.get("build") == "."}
-    assert len(replicas) >= 2
-    db_env = db["environment"]
-    for name, service in replicas.items():
-        url = sa.make_url(service["environment"]["AUTOLR_DATABASE_URL"])
-        assert url.get_backend_name() == "postgresql", name
-        assert url.host == db_name, name
-        assert (url.username, url.password, url.database) == (
-            db_env["POSTGRES_USER"],
-            db_env["POSTGRES_PASSWORD"],
-            db_env["POSTGRES_DB"],
-        ), name
-        assert db_name in service["depends_on"], name
-    host_ports = [p.split(":")[0] for s in replicas.values() for p in s.get("ports", [])]
-    assert len(host_ports) == len(set(host_ports)) >= 2  # each replica reachable on its own
+#: Restart policies that bring a crashed service back.
+RESTARTS = {"always", "unless-stopped", "on-failure"}
+#: Stock load-balancer images (no build of ours in front of the replicas).
+BALANCERS = ("nginx", "traefik", "haproxy")
+
+
+def _services() -> dict[str, dict[str, Any]]:
+    services: dict[str, dict[str, Any]] = _compose()["services"]
+    return services
+
+
+def _replica_service() -> tuple[str, dict[str, Any]]:
+    [(name, service)] = [(n, s) for n, s in _services().items() if "build" in s]
+    return name, service
+
+
+def test_compose_builds_one_image_once_and_runs_it_twice() -> None:
+    _, service = _replica_service()  # exactly one service builds
+    assert service["build"] == "." and service.get("image")
+    assert service["deploy"]["replicas"] >= 2
+    assert not service.get("ports")  # replicas are reached through the load balancer only
+
+
+def test_every_service_restarts_after_a_crash() -> None:
+    for name, service in _services().items():
+        assert service.get("restart") in RESTARTS, name
+
+
+def test_a_stock_load_balancer_fronts_the_replicas() -> None:
+    replica, _ = _replica_service()
+    [(name, lb)] = [
+        (n, s) for n, s in _services().items() if s.get("image", "").startswith(BALANCERS)
+    ]
+    assert "build" not in lb and lb["depends_on"][replica]["condition"] == "service_healthy"
+    published = [n for n, s in _services().items() if s.get("ports")]
+    assert published == [name]  # the one way in
+    [mount] = [v for v in lb["volumes"] if v.endswith(":ro")]
+    conf = (ROOT / mount.split(":")[0]).read_text()
+    assert f"server {replica}:8000" in conf
+    assert "resolver 127.0.0.11" in conf  # Docker's DNS: every replica's address
+    # the balancer's access log never prints a query string (where a token may be)
+    [log_format] = re.findall(r"log_format\s+(\w+)\s+([^;]+);", conf)
+    assert not re.search(r"\$(request|request_uri|args|query_string|arg_\w+)\b", log_format[1])
+    assert f"access_log /dev/stdout {log_format[0]};" in conf
+    listen = re.search(r"listen\s+(\d+);", conf)
+    assert listen is not None and lb["ports"] == [f"8000:{listen.group(1)}"]
+
+
+def test_the_admin_key_and_database_password_come_from_secret_files() -> None:
+    document = _compose()
+    _, service = _replica_service()
+    env = service["environment"]
+    assert env["AUTOLR_REQUIRE_ADMIN_KEY"] == "true"  # no key, no server
+    assert "AUTOLR_ADMIN_KEY" not in env and "AUTOLR_DATABASE_PASSWORD" not in env
+    assert sa.make_url(env["AUTOLR_DATABASE_URL"]).password is None
+    assert {"autolr_admin_key", "autolr_database_password"} <= set(service["secrets"])
+    for secret in service["secrets"]:
+        path = document["secrets"][secret]["file"]
+        assert path.startswith("./secrets/")
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "secrets/" in ignored and "secrets/" in (ROOT / ".dockerignore").read_text().split()
+    [db] = [s for s in _services().values() if s.get("image", "").startswith("postgres")]
+    assert "POSTGRES_PASSWORD" not in db["environment"]
+    assert db["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/autolr_database_password"
+    assert "autolr_database_password" in db["secrets"]
+
+
+def test_the_server_reads_the_secrets_as_compose_mounts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each secret lands at /run/secrets/<its name>: the names must be the settings' files."""
+    from autolr.server.settings import Settings
+
+    _, service = _replica_service()
+    for secret in service["secrets"]:
+        (tmp_path / secret).write_text(f"value-of-{secret}\n")
+    monkeypatch.setenv("AUTOLR_SECRETS_DIR", str(tmp_path))
+    monkeypatch.delenv("AUTOLR_ADMIN_KEY", raising=False)
+    for name, value in service["environment"].items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.admin_key is not None
+    assert settings.admin_key.get_secret_value() == "value-of-autolr_admin_key"
+    url = sa.make_url(settings.engine_url)
+    assert url.password == "value-of-autolr_database_password" and url.host == "postgres"
+    [db] = [s for s in _services().values() if s.get("image", "").startswith("postgres")]
+    assert (url.username, url.database) == (
+        db["environment"]["POSTGRES_USER"],
+        db["environment"]["POSTGRES_DB"],
+    )
 
 
 def test_the_image_command_answers_healthz(tmp_path: Path) -> None:
