@@ -10,27 +10,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from autolr.controller import StageRecord
-from autolr.policy import Decision, Evidence, Rule
+from autolr.policy import Decision, Evidence
 
-#: One sentence per rule: what made the stage train at its LR. Keys are `Rule` values, which
-#: are persisted and stable; a rule added later falls back to its name.
+#: One sentence per rule: what made the stage train at its LR. Keys are `Rule` values (stable:
+#: they are persisted); a rule without a sentence here is shown by its name.
 RULE_TEXT: dict[str, str] = {
-    Rule.SEARCH_BEST.value: (
+    "search-best": (
         "The search's pick: the probe with the lowest GP posterior mean of the ranked loss."
     ),
-    Rule.RANGE_TOO_HIGH.value: (
+    "range-too-high": (
         "Even the search's pick forecasts a significant rise over the stage's starting loss, "
         "so the LR steps down below it."
     ),
-    Rule.NO_HEALTHY_PROBE.value: (
+    "no-healthy-probe": (
         "Every probe failed (diverged or could not be forecast): the smallest LR allowed."
     ),
-    Rule.HOLD_PREVIOUS.value: (
+    "hold-previous": (
         "The search's pick does not beat the previous stage's LR by two standard errors, so "
         "the previous LR trains on."
     ),
-    Rule.HOLD.value: "No search this stage (the probe budget is spent): the LR in use trains on.",
-    Rule.ROLLBACK.value: (
+    "tied-centre": (
+        "Several probes are within noise of the search's pick: the stage trains at their "
+        "geometric centre."
+    ),
+    "hold": "No search this stage (the probe budget is spent): the LR in use trains on.",
+    "rollback": (
         "The stage's training diverged: it restarts from the stage snapshot at a lower LR."
     ),
 }

@@ -259,16 +259,20 @@ def test_pages_render_in_headless_chromium(
     artifacts_dir: Path,
 ) -> None:
     binary = chromium()
+    # an old link with the token: the browser follows the redirect and keeps the cookie
     job_url = (
         f"{live_server.url}/dashboard/jobs/{finished_job['job_id']}?token={finished_job['token']}"
     )
-    dom = tags(run_chromium(binary, tmp_path / "profile", "--dump-dom", job_url).stdout)
+    html = run_chromium(binary, tmp_path / "profile", "--dump-dom", job_url).stdout
+    dom = tags(html)
     charts = dom.find("svg")
     assert len(charts) >= 5  # LR, loss, and one per stage
     assert len(dom.find("polyline", "lr")[0]["points"].split()) >= 10
     assert dom.find("path", "train-loss")[0]["d"].startswith("M")
     assert all(p["d"].startswith("M") for p in dom.find("path", "gp-mean"))
     assert dom.find("path", "gp-mean")
+    assert len(dom.find("div", "decision")) >= 3 and "rule search-best: lr" in html
+    assert finished_job["token"] not in html  # the page never echoes the credential
 
     listing = tags(
         run_chromium(
@@ -283,10 +287,52 @@ def test_pages_render_in_headless_chromium(
     shot = artifacts_dir / "dashboard.png"
     shot.unlink(missing_ok=True)
     run_chromium(
-        binary, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1200,900", job_url
+        binary, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1400,1800", job_url
     )
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", png[16:24])
-    assert (width, height) == (1200, 900)
-    assert len(png) > 5_000  # charts and text, not a blank page
+    assert (width, height) == (1400, 1800)
+    check_screenshot(shot)
+
+
+def _near(pixel: tuple[int, ...], colour: tuple[int, int, int], tolerance: int = 12) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel[:3], colour, strict=True))
+
+
+def _hex(colour: str, opacity: float = 1.0) -> tuple[int, int, int]:
+    """An SVG fill as the screen shows it on white at ``opacity``."""
+    rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+    r, g, b = (round(255 - opacity * (255 - c)) for c in rgb)
+    return r, g, b
+
+
+def check_screenshot(path: Path) -> None:
+    """The picture holds what the page promises: the LR curve across the page's width, the
+    segment-kind bands, and a stage's rule box."""
+    from PIL import Image
+
+    from autolr.server.dashboard import KIND_COLOURS, LR_COLOUR
+
+    image = Image.open(path).convert("RGB")
+    width, height = image.size
+    pixels = image.load()
+    assert pixels is not None
+    lr_columns = [
+        x
+        for x in range(0, width, 2)
+        if any(_near(pixels[x, y], _hex(LR_COLOUR), 30) for y in range(0, height, 2))
+    ]
+    assert lr_columns, "no LR curve in the screenshot"
+    # the charts use the page's width, not a third of it
+    assert max(lr_columns) - min(lr_columns) > 0.75 * width
+    for kind in ("warmup", "probe", "train", "anneal"):  # bands drawn at 18% opacity
+        band = _hex(KIND_COLOURS[kind], 0.18)
+        hits = sum(
+            _near(pixels[x, y], band, 6) for x in range(0, width, 4) for y in range(0, height, 4)
+        )
+        assert hits > 200, kind
+    rule_border = _hex("#009E73")  # the left border of each stage's "why" box
+    assert any(
+        _near(pixels[x, y], rule_border, 10) for x in range(width // 2) for y in range(height)
+    ), "no stage rule box in the screenshot"

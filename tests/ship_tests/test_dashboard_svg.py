@@ -112,6 +112,25 @@ def test_lr_chart_has_two_points_per_segment_and_a_band_per_kind() -> None:
     assert all(kind in legend for kind in dashboard.KIND_COLOURS)
 
 
+@pytest.mark.parametrize("chart", [dashboard.lr_svg, dashboard.loss_svg])
+def test_the_x_axis_runs_to_the_budget(chart: object) -> None:
+    """A job halfway through its budget fills half the plot: the rest is what is left."""
+    used = max(s.start_step + s.steps_run for s in SCHEDULE)
+    frame = dashboard.Frame()
+    whole = parse(chart(SCHEDULE))  # type: ignore[operator]
+    half = parse(chart(SCHEDULE, budget_steps=2 * used))  # type: ignore[operator]
+
+    def right_edge(root: ET.Element) -> float:
+        bands = [el for el in root.iter(f"{SVG}rect") if "band" in (el.get("class") or "")]
+        return max(float(b.get("x", 0)) + float(b.get("width", 0)) for b in bands)
+
+    plot = frame.x1 - frame.x0
+    assert right_edge(whole) == pytest.approx(frame.x1, abs=1)
+    assert right_edge(half) == pytest.approx(frame.x0 + plot / 2, abs=1)
+    ticks = [float(t.text or "nan") for t in half.iter(f"{SVG}text") if (t.text or "").isdigit()]
+    assert max(ticks) >= 1.5 * used  # the axis is labelled past the steps used
+
+
 def test_lr_chart_is_log_scaled() -> None:
     root = parse(dashboard.lr_svg(SCHEDULE))
     [line] = by_class(root, "polyline", "lr")
