@@ -19,12 +19,20 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from autolr.client._results import TunerResults
 from autolr.protocol import Instruction
 
 _KINDS = frozenset({"warmup", "probe", "train", "anneal"})
 _TRUE = frozenset({"1", "true", "yes"})
 
-Schedule = str | os.PathLike[str] | Mapping[str, Any] | Sequence[Mapping[str, Any]] | Sequence[Any]
+Schedule = (
+    str
+    | os.PathLike[str]
+    | TunerResults
+    | Mapping[str, Any]
+    | Sequence[Mapping[str, Any]]
+    | Sequence[Any]
+)
 
 
 class ReplaySchedule(LRScheduler):
@@ -54,7 +62,8 @@ class ReplaySchedule(LRScheduler):
     Args:
         optimizer: the optimizer to drive.
         schedule: a path to ``autolr export``'s JSON or CSV; the JSON document itself (a
-            mapping with ``schedule``); or a sequence of segments, each a mapping or an object
+            mapping with ``schedule``); an embedded run's `AutoLR.results` (`TunerResults`,
+            the same rows, ``kept`` marks included); or a sequence of segments, each a mapping or an object
             with ``kind``, ``lr``, ``lr_end`` and ``steps`` (optionally ``extra_steps`` and
             ``kept``), such as `AutoLR.schedule`.
         last_epoch: the index of the last step taken, to resume; -1 starts afresh.
@@ -144,6 +153,8 @@ def _replayed(segment: tuple[Instruction, int, bool]) -> bool:
 def _rows(schedule: Schedule) -> Iterable[Any]:
     """The segment rows of any accepted form of ``schedule``."""
     document: Any = schedule
+    if isinstance(schedule, TunerResults):
+        return list(schedule.rows)
     if isinstance(schedule, str | os.PathLike):
         path = Path(schedule)
         with path.open(newline="", encoding="utf-8") as stream:

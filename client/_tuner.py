@@ -15,10 +15,12 @@ the last trained LR, and the planned final decay, so the budget ends exactly at 
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -29,6 +31,8 @@ from autolr.client._eval import ValFn, evaluate
 from autolr.client._link import EMBEDDED, Link
 from autolr.client._losses import Loss, read_losses, stack_losses
 from autolr.client._lr import GroupLR
+from autolr.client._progress import Progress
+from autolr.client._results import TunerResults, results_from_controller, results_from_schedule
 from autolr.client._segment import Segment
 from autolr.client._snapshot import SnapshotDevice, StateSnapshot
 from autolr.client._transport import LocalTransport, Transport
@@ -121,6 +125,9 @@ class AutoLR:
             Honoured by `HttpTransport`; embedded mode never waits.
         resume: a `state_dict` from a checkpoint: reattach to that job instead of starting a
             new one (same as `load_state_dict` after construction, without creating a job).
+        progress: print one line per stage (its LR, the rule that chose it, the probes spent,
+            the steps left) and a summary table at the end, to stderr; False sends them to the
+            ``autolr.client`` logger at INFO instead.
         **config_fields: any `TunerConfig` field (``min_lr=``, ``total_steps=``, ``seed=``...).
 
     Raises:
@@ -147,6 +154,7 @@ class AutoLR:
         strict: bool = False,
         step_timeout: float | None = DEFAULT_STEP_TIMEOUT,
         resume: Mapping[str, Any] | None = None,
+        progress: bool = True,
         **config_fields: Any,
     ) -> None:
         _check_model_and_optimizer(model, optimizer)
@@ -194,6 +202,8 @@ class AutoLR:
         )
         self._lrs = GroupLR(optimizer)
         self._lr = float(optimizer.param_groups[0]["lr"])
+        self._progress = Progress(progress)
+        self._overridden = False  # warned once that something else wrote the LR
         self._job_id: str | None = None
         self._schedule: list[Segment] = []
         self._stage_probes: list[tuple[float, float | None]] = []
@@ -312,6 +322,7 @@ class AutoLR:
         """Something due at this step: a validation, the end of the segment, a ramp step."""
         inst = self._inst
         assert inst is not None
+        self._check_lr()
         pos = self._pos
         every = self._eval_every
         if every is not None and pos % every == 0 and self._val_fn is not None:
@@ -559,30 +570,56 @@ class AutoLR:
         self._lrs.set(lr)
         self._lr = lr
 
+    def get_last_lr(self) -> list[float]:
+        """The LR of every param group as the tuner last set it (as on a torch ``LRScheduler``)."""
+        return [self._lr * ratio for ratio in self._lrs.ratios]
+
+    def _check_lr(self) -> None:
+        """Notice another writer of the LR (a second scheduler): warn once, take the LR back.
+
+        Runs at the tuner's events (at most every `CHUNK_STEPS` steps), never per step.
+        """
+        current = self._optimizer.param_groups[0]["lr"]
+        if isinstance(current, torch.Tensor):  # reading it would sync the device
+            return
+        if current == self._lr * self._lrs.ratios[0]:
+            return
+        if not self._overridden:
+            self._overridden = True
+            warnings.warn(
+                f"the optimizer's LR is {current:.6g}, but AutoLR set {self._lr:.6g}: "
+                f"{_lr_writers(self._optimizer)} wrote it. AutoLR owns the LR and sets it back; "
+                "remove the other scheduler (every step it runs trains at an LR the search "
+                "did not choose)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        self._lrs.set(self._lr)
+
     # ----------------------------------------------------------------- logging
     def _log_stage(self, inst: Instruction) -> None:
-        """One INFO line per stage, when its search is over and its train segment begins."""
+        """One line per stage, when its search is over and its train segment begins."""
         if inst.kind != "train" or not self._schedule or self._schedule[-1].kind != "probe":
             return
         if self._group is not None and not self._group.leader:
             return
-        if inst.decision is not None:
-            # the stage policy's record: its rule, the LR and the best probes' objectives
-            log.info("stage %d: tau=%d; %s", inst.stage, inst.steps, inst.decision)
-            return
-        forecasts = self._forecasts(inst.stage)
-        probes = []
-        for i, (lr, last) in enumerate(self._stage_probes):
-            fc = forecasts[i] if i < len(forecasts) else None
-            shown = f"forecast {fc:.4g}" if fc is not None else f"last loss {_fmt(last)}"
-            probes.append(f"{lr:.3g} ({shown})")
-        tau = inst.steps
-        log.info(
-            "stage %d: tau=%d, probed lr %s; chosen lr=%.4g",
-            inst.stage,
-            tau,
-            ", ".join(probes) or "-",
-            inst.lr,
+        probes = [s for s in self._schedule if s.kind == "probe" and s.stage == inst.stage]
+        if inst.decision is None:  # a controller without a stage policy record
+            forecasts = self._forecasts(inst.stage)
+            shown = []
+            for i, (lr, last) in enumerate(self._stage_probes):
+                fc = forecasts[i] if i < len(forecasts) else None
+                what = f"forecast {fc:.4g}" if fc is not None else f"last loss {_fmt(last)}"
+                shown.append(f"{lr:.3g} ({what})")
+            inst = inst.model_copy(
+                update={"decision": f"lowest forecast: lr={inst.lr:.4g} [{', '.join(shown)}]"}
+            )
+        self._progress.stage(
+            inst,
+            probes=len({s.probe for s in probes}),  # a probe's cooldown tail is a segment too
+            probe_steps=sum(s.steps for s in probes),
+            steps_run=self.steps_run,
+            total_steps=self._config.total_steps,
         )
 
     def _forecasts(self, stage: int) -> list[float | None]:
@@ -600,12 +637,30 @@ class AutoLR:
             return
         total = sum(s.steps + s.extra_steps for s in self._schedule)
         probing = sum(s.steps for s in self._schedule if s.kind == "probe")
-        log.info(
-            "autolr finished: %d steps, %d of them probing (%.0f%%); final lr=%.4g",
-            total,
-            probing,
-            100.0 * probing / max(total, 1),
-            self._lr,
+        self._progress.emit(
+            f"autolr finished: {total} steps, {probing} of them probing "
+            f"({100.0 * probing / max(total, 1):.0f}%); final lr={self._lr:.4g}\n"
+            + self.results().summary()
+        )
+
+    def results(self) -> TunerResults:
+        """The run so far as a `TunerResults`: the server's export format, a stage table, a plot.
+
+        In embedded mode it holds the controller's whole record (the ``kept`` marks of reused
+        probes and the training losses to draw); against a server, the segments this process
+        ran (export the job with ``autolr export`` for the service's record).
+        """
+        controller = self._link.controller() if self._link is not None else None
+        if controller is not None:
+            state = controller.state_dict()
+            state.setdefault("job_id", self.job_id)
+            return results_from_controller(state, finished=self.finished)
+        return results_from_schedule(
+            self._schedule,
+            self._config.model_dump(mode="json"),
+            job_id=self.job_id,
+            finished=self.finished,
+            decisions=self._progress.decisions,
         )
 
     # ----------------------------------------------------------------- checkpoints
@@ -1033,6 +1088,21 @@ def _segment(value: Any, index: int) -> Segment:
 def _placeholder(segment: int) -> Instruction:
     """Stands for an instruction of an older checkpoint's record that this process never saw."""
     return Instruction(segment=segment, kind="train", lr=1.0, lr_end=1.0, steps=0)
+
+
+def _lr_writers(optimizer: torch.optim.Optimizer) -> str:
+    """Names of the LR schedulers driving ``optimizer`` (looked up once, when one wrote)."""
+    names = sorted(
+        {
+            type(ref).__name__
+            for ref in gc.get_referrers(optimizer)
+            if isinstance(ref, torch.optim.lr_scheduler.LRScheduler)
+            and getattr(ref, "optimizer", None) is optimizer
+        }
+    )
+    if not names:
+        return "something other than AutoLR (no LR scheduler of this optimizer was found)"
+    return "the LR scheduler " + " and ".join(names)
 
 
 def _fmt(value: float | None) -> str:

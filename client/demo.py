@@ -135,6 +135,7 @@ def train(
         probes_per_stage=probes,
         initial_probes=min(3, probes),
         seed=seed,
+        progress=False,  # the demo prints its own lines, with the validation loss
     )
     hist = History()
     gen = torch.Generator().manual_seed(seed)

@@ -246,18 +246,24 @@ def test_one_info_line_per_stage_with_its_rule_evidence_and_choice(caplog):
     model, data = make_model(), make_data()
     opt = _sgd(model)
     with caplog.at_level(logging.INFO, logger="autolr.client"):
-        tuner = AutoLR(model, opt, **SMALL)
+        tuner = AutoLR(model, opt, progress=False, **SMALL)
         run(tuner, model, opt, data)
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stage ")]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("autolr stage ")]
     n_stages = len({s.stage for s in tuner.schedule})
     assert len(lines) == n_stages
     for line, stage in zip(lines, tuner.transport.controller.stages, strict=True):
         first_chunk = min(stage.train_steps or 0, stage.tau)  # longer ones run in chunks
-        assert f"stage {stage.stage}: tau={first_chunk}" in line
+        assert (
+            f"autolr stage {stage.stage}: trains lr={stage.chosen_lr:.4g} for {first_chunk} steps"
+            in line
+        )
         # the stage policy's rule and the LR it set, with the best probes' objectives
         assert stage.decision is not None
-        assert f"{stage.decision.rule.value}: lr={stage.chosen_lr:.4g}" in line
+        assert f"rule {stage.decision.rule.value}: lr={stage.chosen_lr:.4g}" in line
         assert "→" in line or not stage.probes
+        ran = [s for s in tuner.schedule if s.kind == "probe" and s.stage == stage.stage]
+        assert f"{len(stage.probes)} probes, {sum(s.steps for s in ran)} steps" in line
+        assert " left" in line
     assert any("autolr finished: 400 steps" in r.getMessage() for r in caplog.records)
 
 
