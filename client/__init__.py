@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from autolr.client._replay import ReplaySchedule
+from autolr.client._results import StageSummary, TunerResults
 from autolr.client._segment import Segment
 from autolr.client._snapshot import Snapshot, StateSnapshot
 from autolr.client._transport import LocalTransport, Transport
@@ -41,10 +42,12 @@ __all__ = [
     "Segment",
     "Snapshot",
     "SnapshotError",
+    "StageSummary",
     "StateSnapshot",
     "Transport",
     "TransportError",
     "TunerFinished",
+    "TunerResults",
 ]
 
 
