@@ -130,3 +130,29 @@ def test_the_server_output_never_holds_a_token_or_the_admin_key(
     assert token not in output
     assert ADMIN_KEY not in output
     assert token[:16] not in output and ADMIN_KEY[:16] not in output
+
+
+def test_the_tuner_takes_the_admin_key_from_the_environment(
+    server_factory: Callable[..., ServerProcess],
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = server_factory(sqlite_url, env={"AUTOLR_ADMIN_KEY": ADMIN_KEY})
+    server.start()
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    monkeypatch.delenv("AUTOLR_ADMIN_KEY", raising=False)
+    keyless = AutoLR(model, optimizer, server=server.url, **CONFIG)
+    keyless.step(1.0)
+    assert keyless.service_state != "online"  # a keyed server refuses a job without the key
+    keyless.close()
+    monkeypatch.setenv("AUTOLR_ADMIN_KEY", ADMIN_KEY)
+    tuner = AutoLR(model, optimizer, server=server.url, name="from the environment", **CONFIG)
+    for _ in range(5):
+        tuner.step(1.0)
+    assert tuner.service_state == "online" and tuner.job_id is not None
+    tuner.close()
+    listed = httpx.get(f"{server.url}/v1/jobs", headers={"X-Admin-Key": ADMIN_KEY}).json()
+    assert [(j["job_id"], j["name"]) for j in listed["jobs"]] == [
+        (tuner.job_id, "from the environment")
+    ]
