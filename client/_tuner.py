@@ -671,7 +671,12 @@ class AutoLR:
         the job id and token, and the run's record: every report and instruction, so the run can
         go on without the service and the service can catch up later), the position inside the
         current segment with its buffered losses, the schedule so far and the stage snapshot
-        itself (CPU tensors), so a probe interrupted by preemption resumes exactly. Reads the
+        itself (CPU tensors), so a probe interrupted by preemption resumes exactly.
+
+        Size: one copy of the model and optimizer state (the stage snapshot), plus a second
+        while a stage's probes run with ``reuse_best_probe`` (the best probe's end state), and
+        none once the run has finished; the rest is small (losses of the current segment, the
+        controller's record). Reads the
         buffered losses from the device (one sync). Under data parallelism each rank's buffered
         losses are its own; loading rank 0's state on every rank is fine (the part of the
         segment before the checkpoint then counts rank 0's losses).
@@ -701,8 +706,15 @@ class AutoLR:
             "plan": None if self._plan is None else [i.model_dump() for i in self._plan],
             "link": self._link.state_dict() if self._link is not None else None,
             "transport": transport_state,
-            "snapshot": self._snapshot.state_dict(),
-            "best_snapshot": self._best.state_dict(),
+            # Only what can still be restored: the stage snapshot until the run ends, the
+            # best-probe slot while the stage's probes run (its one reader is the train
+            # segment's start, applied before any checkpoint of that segment).
+            "snapshot": self._snapshot.state_dict() if not self.finished else None,
+            "best_snapshot": (
+                self._best.state_dict()
+                if self._inst is not None and self._inst.kind == "probe"
+                else None
+            ),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
