@@ -21,7 +21,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import torch
@@ -128,6 +128,10 @@ class AutoLR:
         progress: print one line per stage (its LR, the rule that chose it, the probes spent,
             the steps left) and a summary table at the end, to stderr; False sends them to the
             ``autolr.client`` logger at INFO instead.
+        on_segment: called with a dict of metrics at the end of every segment (``step``,
+            ``segment``, ``kind``, ``stage``, ``probe``, ``lr``, ``lr_end``, ``steps``, ``loss``:
+            the mean finite training loss), on rank 0 only: the hook for TensorBoard, W&B or
+            MLflow. Its exceptions are logged, never raised into training.
         **config_fields: any `TunerConfig` field (``min_lr=``, ``total_steps=``, ``seed=``...).
 
     Raises:
@@ -155,6 +159,7 @@ class AutoLR:
         step_timeout: float | None = DEFAULT_STEP_TIMEOUT,
         resume: Mapping[str, Any] | None = None,
         progress: bool = True,
+        on_segment: Callable[[dict[str, Any]], None] | None = None,
         **config_fields: Any,
     ) -> None:
         _check_model_and_optimizer(model, optimizer)
@@ -203,6 +208,7 @@ class AutoLR:
         self._lrs = GroupLR(optimizer)
         self._lr = float(optimizer.param_groups[0]["lr"])
         self._progress = Progress(progress)
+        self._on_segment = on_segment if leader else None
         self._overridden = False  # warned once that something else wrote the LR
         self._job_id: str | None = None
         self._schedule: list[Segment] = []
@@ -370,7 +376,29 @@ class AutoLR:
         if inst.kind == "probe":
             self._stage_probes.append((inst.lr, _tail_mean(train)))
         self._losses, self._chunks, self._val, self._pos = [], [], [], 0
+        if self._on_segment is not None:
+            self._report_metrics(inst, train)
         self._submit(report)
+
+    def _report_metrics(self, inst: Instruction, train: list[float]) -> None:
+        """Hand the segment's metrics to the user's ``on_segment`` hook (never raises)."""
+        mean = _tail_mean(train, fraction=1.0)  # all finite losses; inf when they overflow
+        metrics: dict[str, Any] = {
+            "step": self.steps_run,
+            "segment": inst.segment,
+            "kind": inst.kind,
+            "stage": inst.stage,
+            "probe": inst.probe,
+            "lr": inst.lr,
+            "lr_end": inst.lr_end,
+            "steps": len(train),
+            "loss": math.nan if mean is None else mean,
+        }
+        try:
+            assert self._on_segment is not None
+            self._on_segment(metrics)
+        except Exception:
+            log.exception("autolr: the on_segment hook failed; training goes on")
 
     def _submit(self, request: Report | str) -> None:
         """Send a report (or the start request) and run the instruction that comes back."""

@@ -164,3 +164,40 @@ def test_no_warning_without_another_scheduler():
         warnings.simplefilter("always")
         run(tuner, model, opt, data)
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+def test_the_on_segment_hook_gets_every_segments_metrics():
+    model, data = make_model(), make_data()
+    opt = _sgd(model)
+    seen: list[dict] = []
+    tuner = AutoLR(model, opt, progress=False, on_segment=seen.append, **SMALL)
+    losses: list[float] = []
+    step = 0
+    while not tuner.finished:
+        loss = train_step(model, opt, data, step)
+        losses.append(loss.item())
+        tuner.step(loss)
+        step += 1
+    assert [(m["segment"], m["kind"], m["lr"], m["steps"]) for m in seen] == [
+        (s.segment, s.kind, s.lr, s.steps) for s in tuner.schedule
+    ]
+    assert seen[-1]["step"] == SMALL["total_steps"]
+    start = 0
+    for m in seen:
+        window = losses[start : m["step"]]
+        assert m["step"] - start == m["steps"]
+        assert m["loss"] == pytest.approx(sum(window) / len(window), rel=1e-5)
+        start = m["step"]
+
+
+def test_a_failing_hook_does_not_stop_training(caplog):
+    model, data = make_model(), make_data()
+    opt = _sgd(model)
+
+    def broken(_metrics: dict) -> None:
+        raise RuntimeError("the dashboard is down")
+
+    tuner = AutoLR(model, opt, progress=False, on_segment=broken, **SMALL)
+    run(tuner, model, opt, data)
+    assert tuner.finished
+    assert any("on_segment hook failed" in r.getMessage() for r in caplog.records)
