@@ -3,7 +3,9 @@
 Why SVG from Python rather than a JavaScript chart library: the server must work with no
 internet at run time and ship no front-end build, and an SVG string is easy to test (parse it
 with ``xml.etree`` and count points). Every chart is a complete ``<svg xmlns=...>`` document
-that is also valid inline in HTML, and every piece of text in it goes through `html.escape`.
+that is also valid inline in HTML. Geometry is computed here; the markup comes from element
+trees rendered by an autoescaping template (`autolr.server.svg`), so every text and attribute
+value is escaped by construction.
 
 Three charts, all drawn from the controller's own records (`autolr.controller.SegmentRecord`,
 `StageRecord`), so the dashboard shows exactly what the job decided:
@@ -21,9 +23,9 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from html import escape
 
 from autolr.controller import SegmentRecord, StageRecord, objective_error
+from autolr.server.svg import Element, el, render, titled
 from autolr.space import LogSpace
 
 #: Fill colours of the segment kinds (colour-blind-safe Okabe-Ito hues).
@@ -156,66 +158,106 @@ def _path(runs: Iterable[Sequence[tuple[float, float]]]) -> str:
     return " ".join(parts)
 
 
-def _svg(frame: Frame, label: str, body: list[str], css_class: str) -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="{css_class}" '
-        f'viewBox="0 0 {frame.width} {frame.height}" width="{frame.width}" '
-        f'height="{frame.height}" role="img" aria-label="{escape(label)}" '
-        'style="max-width:100%;height:auto" font-family="sans-serif" font-size="11">'
-        f"<title>{escape(label)}</title>" + "".join(body) + "</svg>"
+def _svg(frame: Frame, label: str, body: list[Element], css_class: str) -> str:
+    root = el(
+        "svg",
+        None,
+        el("title", label),
+        *body,
+        xmlns="http://www.w3.org/2000/svg",
+        class_=css_class,
+        viewBox=f"0 0 {frame.width} {frame.height}",
+        width=frame.width,
+        height=frame.height,
+        role="img",
+        aria_label=label,
+        style="max-width:100%;height:auto",
+        font_family="sans-serif",
+        font_size=11,
     )
+    return render(root)
 
 
-def _axes(frame: Frame, x: Scale, y: Scale, x_label: str, y_label: str) -> list[str]:
+def _axes(frame: Frame, x: Scale, y: Scale, x_label: str, y_label: str) -> list[Element]:
     """Frame, grid lines, tick labels and axis titles."""
     out = [
-        f'<rect x="{frame.x0}" y="{frame.y0}" width="{frame.x1 - frame.x0}" '
-        f'height="{frame.y1 - frame.y0}" fill="none" stroke="#9ca3af"/>'
+        el(
+            "rect",
+            x=frame.x0,
+            y=frame.y0,
+            width=frame.x1 - frame.x0,
+            height=frame.y1 - frame.y0,
+            fill="none",
+            stroke="#9ca3af",
+        )
     ]
     for value in x.ticks():
-        px = x(value)
-        out.append(
-            f'<line x1="{px:.1f}" y1="{frame.y0}" x2="{px:.1f}" y2="{frame.y1}" stroke="#e5e7eb"/>'
-            f'<text x="{px:.1f}" y="{frame.y1 + 14}" text-anchor="middle">{escape(fmt(value))}'
-            "</text>"
-        )
+        px = f"{x(value):.1f}"
+        out.append(el("line", x1=px, y1=frame.y0, x2=px, y2=frame.y1, stroke="#e5e7eb"))
+        out.append(el("text", fmt(value), x=px, y=frame.y1 + 14, text_anchor="middle"))
     for value in y.ticks():
         py = y(value)
         out.append(
-            f'<line x1="{frame.x0}" y1="{py:.1f}" x2="{frame.x1}" y2="{py:.1f}" stroke="#e5e7eb"/>'
-            f'<text x="{frame.x0 - 4}" y="{py + 4:.1f}" text-anchor="end">{escape(fmt(value))}'
-            "</text>"
+            el("line", x1=frame.x0, y1=f"{py:.1f}", x2=frame.x1, y2=f"{py:.1f}", stroke="#e5e7eb")
         )
+        out.append(el("text", fmt(value), x=frame.x0 - 4, y=f"{py + 4:.1f}", text_anchor="end"))
+    middle = f"{(frame.y0 + frame.y1) / 2:.1f}"
     out.append(
-        f'<text x="{(frame.x0 + frame.x1) / 2:.1f}" y="{frame.height - 6}" '
-        f'text-anchor="middle">{escape(x_label)}</text>'
-        f'<text x="12" y="{(frame.y0 + frame.y1) / 2:.1f}" text-anchor="middle" '
-        f'transform="rotate(-90 12 {(frame.y0 + frame.y1) / 2:.1f})">{escape(y_label)}</text>'
+        el(
+            "text",
+            x_label,
+            x=f"{(frame.x0 + frame.x1) / 2:.1f}",
+            y=frame.height - 6,
+            text_anchor="middle",
+        )
+    )
+    out.append(
+        el(
+            "text",
+            y_label,
+            x=12,
+            y=middle,
+            text_anchor="middle",
+            transform=f"rotate(-90 12 {middle})",
+        )
     )
     return out
 
 
-def _legend(frame: Frame, entries: Sequence[tuple[str, str, str]]) -> list[str]:
+def _legend(frame: Frame, entries: Sequence[tuple[str, str, str]]) -> list[Element]:
     """A row of legend entries above the plot: (label, colour, "band" | "line" | "dot")."""
-    out = ['<g class="legend">']
+    items = []
     px = frame.x0
     for label, colour, shape in entries:
         if shape == "band":
-            out.append(
-                f'<rect x="{px:.1f}" y="8" width="14" height="10" fill="{colour}" '
-                'fill-opacity="0.35"/>'
+            items.append(
+                el(
+                    "rect",
+                    x=f"{px:.1f}",
+                    y=8,
+                    width=14,
+                    height=10,
+                    fill=colour,
+                    fill_opacity="0.35",
+                )
             )
         elif shape == "dot":
-            out.append(f'<circle cx="{px + 7:.1f}" cy="13" r="3.5" fill="{colour}"/>')
+            items.append(el("circle", cx=f"{px + 7:.1f}", cy=13, r="3.5", fill=colour))
         else:
-            out.append(
-                f'<line x1="{px:.1f}" y1="13" x2="{px + 14:.1f}" y2="13" stroke="{colour}" '
-                'stroke-width="2"/>'
+            items.append(
+                el(
+                    "line",
+                    x1=f"{px:.1f}",
+                    y1=13,
+                    x2=f"{px + 14:.1f}",
+                    y2=13,
+                    stroke=colour,
+                    stroke_width=2,
+                )
             )
-        out.append(f'<text x="{px + 18:.1f}" y="17">{escape(label)}</text>')
+        items.append(el("text", label, x=f"{px + 18:.1f}", y=17))
         px += 26 + 7 * len(label)
-    out.append("</g>")
-    return out
+    return [el("g", None, *items, class_="legend")]
 
 
 def _kind_legend() -> list[tuple[str, str, str]]:
@@ -224,8 +266,14 @@ def _kind_legend() -> list[tuple[str, str, str]]:
 
 def _empty(frame: Frame, label: str, css_class: str, message: str) -> str:
     body = [
-        f'<text x="{frame.width / 2:.1f}" y="{frame.height / 2:.1f}" text-anchor="middle" '
-        f'fill="#6b7280">{escape(message)}</text>'
+        el(
+            "text",
+            message,
+            x=f"{frame.width / 2:.1f}",
+            y=f"{frame.height / 2:.1f}",
+            text_anchor="middle",
+            fill="#6b7280",
+        )
     ]
     return _svg(frame, label, body, css_class)
 
@@ -237,9 +285,9 @@ def _step_span(segments: Sequence[SegmentRecord], budget_steps: int | None = Non
     return max(used, float(budget_steps or 0)) or 1.0
 
 
-def _bands(frame: Frame, x: Scale, segments: Sequence[SegmentRecord]) -> list[str]:
+def _bands(frame: Frame, x: Scale, segments: Sequence[SegmentRecord]) -> list[Element]:
     """One translucent rectangle per segment, coloured by its kind, with a tooltip."""
-    out = ['<g class="bands">']
+    rects = []
     for seg in segments:
         if seg.steps_run <= 0:
             continue
@@ -249,14 +297,20 @@ def _bands(frame: Frame, x: Scale, segments: Sequence[SegmentRecord]) -> list[st
         if inst.lr_end != inst.lr:
             tip += f" → {fmt(inst.lr_end)}"
         tip += f", {seg.steps_run} steps from step {seg.start_step}"
-        out.append(
-            f'<rect class="band {inst.kind}" x="{left:.1f}" y="{frame.y0}" '
-            f'width="{max(right - left, 0.5):.1f}" height="{frame.y1 - frame.y0}" '
-            f'fill="{KIND_COLOURS.get(inst.kind, "#9ca3af")}" fill-opacity="0.18">'
-            f"<title>{escape(tip)}</title></rect>"
+        rects.append(
+            titled(
+                "rect",
+                tip,
+                class_=f"band {inst.kind}",
+                x=f"{left:.1f}",
+                y=frame.y0,
+                width=f"{max(right - left, 0.5):.1f}",
+                height=frame.y1 - frame.y0,
+                fill=KIND_COLOURS.get(inst.kind, "#9ca3af"),
+                fill_opacity="0.18",
+            )
         )
-    out.append("</g>")
-    return out
+    return [el("g", None, *rects, class_="bands")]
 
 
 def lr_svg(
@@ -295,8 +349,14 @@ def lr_svg(
     body += _bands(frame, x, ran)
     body += _axes(frame, x, y, "step", "learning rate")
     body.append(
-        f'<polyline class="lr" fill="none" stroke="{LR_COLOUR}" stroke-width="2" '
-        f'points="{" ".join(_xy(px, py) for px, py in points)}"/>'
+        el(
+            "polyline",
+            class_="lr",
+            fill="none",
+            stroke=LR_COLOUR,
+            stroke_width=2,
+            points=" ".join(_xy(px, py) for px, py in points),
+        )
     )
     return _svg(frame, label, body, "chart lr-chart")
 
@@ -382,17 +442,36 @@ def loss_svg(
     body += _axes(frame, x, y, "step", "loss (log)" if log else "loss")
     pixel_train = [[(x(s), y(v)) for s, v in run] for run in train]
     body.append(
-        f'<path class="train-loss" fill="none" stroke="{TRAIN_COLOUR}" stroke-width="1.2" '
-        f'd="{_path(pixel_train)}"/>'
+        el(
+            "path",
+            class_="train-loss",
+            fill="none",
+            stroke=TRAIN_COLOUR,
+            stroke_width="1.2",
+            d=_path(pixel_train),
+        )
     )
     if val:
         pixel_val = [[(x(s), y(v)) for s, v in run] for run in val]
         body.append(
-            f'<path class="val-loss" fill="none" stroke="{VAL_COLOUR}" stroke-width="1.5" '
-            f'd="{_path(pixel_val)}"/>'
+            el(
+                "path",
+                class_="val-loss",
+                fill="none",
+                stroke=VAL_COLOUR,
+                stroke_width="1.5",
+                d=_path(pixel_val),
+            )
         )
         body += [
-            f'<circle class="val-point" cx="{px:.1f}" cy="{py:.1f}" r="2.2" fill="{VAL_COLOUR}"/>'
+            el(
+                "circle",
+                class_="val-point",
+                cx=f"{px:.1f}",
+                cy=f"{py:.1f}",
+                r="2.2",
+                fill=VAL_COLOUR,
+            )
             for run in pixel_val
             for px, py in run
         ]
@@ -491,31 +570,56 @@ def probe_svg(
         band = _path([upper + lower[::-1]]) + " Z"
         mean = [(x(lr), y(m)) for lr, m in zip(posterior.lrs, posterior.mean, strict=True)]
         body.append(
-            f'<path class="gp-band" d="{band}" fill="{GP_COLOUR}" fill-opacity="0.15" '
-            'stroke="none"/>'
-            f'<path class="gp-mean" d="{_path([mean])}" fill="none" stroke="{GP_COLOUR}" '
-            'stroke-width="1.5"/>'
+            el("path", class_="gp-band", d=band, fill=GP_COLOUR, fill_opacity="0.15", stroke="none")
+        )
+        body.append(
+            el(
+                "path",
+                class_="gp-mean",
+                d=_path([mean]),
+                fill="none",
+                stroke=GP_COLOUR,
+                stroke_width="1.5",
+            )
         )
     if stage.chosen_lr is not None:
-        px = x(stage.chosen_lr)
+        px = f"{x(stage.chosen_lr):.1f}"
         body.append(
-            f'<line class="chosen" x1="{px:.1f}" y1="{frame.y0}" x2="{px:.1f}" y2="{frame.y1}" '
-            f'stroke="{KIND_COLOURS["train"]}" stroke-dasharray="4 3" stroke-width="1.5">'
-            f"<title>{escape(f'chosen lr {fmt(stage.chosen_lr)}')}</title></line>"
+            titled(
+                "line",
+                f"chosen lr {fmt(stage.chosen_lr)}",
+                class_="chosen",
+                x1=px,
+                y1=frame.y0,
+                x2=px,
+                y2=frame.y1,
+                stroke=KIND_COLOURS["train"],
+                stroke_dasharray="4 3",
+                stroke_width="1.5",
+            )
         )
     for p in healthy:
         tip = f"probe {p.probe}: lr {fmt(p.lr)}, ranked by {fmt(p.objective or 0.0)}"
         body.append(
-            f'<circle class="probe" cx="{x(p.lr):.1f}" cy="{y(p.objective or 0.0):.1f}" r="3.5" '
-            f'fill="{TRAIN_COLOUR}"><title>{escape(tip)}</title></circle>'
+            titled(
+                "circle",
+                tip,
+                class_="probe",
+                cx=f"{x(p.lr):.1f}",
+                cy=f"{y(p.objective or 0.0):.1f}",
+                r="3.5",
+                fill=TRAIN_COLOUR,
+            )
         )
     for p in failed:
         cx, cy = x(p.lr), frame.y0 + 6
         tip = f"probe {p.probe}: lr {fmt(p.lr)} failed: {p.reason or 'no forecast'}"
+        cross = (
+            f"M{cx - 4:.1f},{cy - 4:.1f} L{cx + 4:.1f},{cy + 4:.1f} "
+            f"M{cx - 4:.1f},{cy + 4:.1f} L{cx + 4:.1f},{cy - 4:.1f}"
+        )
         body.append(
-            f'<path class="probe-failed" d="M{cx - 4:.1f},{cy - 4:.1f} L{cx + 4:.1f},{cy + 4:.1f} '
-            f'M{cx - 4:.1f},{cy + 4:.1f} L{cx + 4:.1f},{cy - 4:.1f}" stroke="#dc2626" '
-            f'stroke-width="2"><title>{escape(tip)}</title></path>'
+            titled("path", tip, class_="probe-failed", d=cross, stroke="#dc2626", stroke_width=2)
         )
     return _svg(frame, label, body, "chart probe-chart")
 
