@@ -239,15 +239,29 @@ def test_compute_loss_func_with_gradient_accumulation(tmp_path, accumulation):
         assert record.loss_mean == pytest.approx(mean, rel=1e-4)
 
 
+class SeeLogs(transformers.TrainerCallback):
+    """Stands for a ``report_to`` integration: it runs before user callbacks."""
+
+    def __init__(self) -> None:
+        self.logs: list[dict] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.logs.append(dict(logs))
+
+
 def test_logs_mark_the_probe_steps(tmp_path):
-    cb = AutoLRCallback(**TUNER)
+    cb, integration = AutoLRCallback(**TUNER), SeeLogs()
     trainer = transformers.Trainer(
         model=TinyRegressor(),
         args=_args(tmp_path, logging_steps=10),
         train_dataset=Pairs(),
-        callbacks=[cb],
+        callbacks=[integration, cb],
     )
+    trainer.remove_callback(cb)  # as the README says: first, so integrations see the marks
+    trainer.callback_handler.callbacks.insert(0, cb)
     trainer.train()
+    seen = [h for h in integration.logs if "loss" in h]
+    assert len(seen) == BUDGET // 10 and all("autolr/probe_steps" in h for h in seen)
     kinds = [seg.kind for seg in cb.tuner.schedule for _ in range(seg.steps)]
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert len(logs) == BUDGET // 10
