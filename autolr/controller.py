@@ -102,6 +102,10 @@ class StageRecord(BaseModel):
     baseline: float | None = None
     baseline_spread: float = 0.0
     baseline_noise: float = 0.0  # per-step loss noise of the segment before the stage
+    baseline_error: float = 0.0  # standard error of ``baseline`` (a mean of noisy losses)
+    # No segment before the stage (stage 0 without warmup): the baseline is the mean of the
+    # probes' first losses, each measured at the snapshot's weights before any update.
+    baseline_from_probes: bool = False
     probes: list[ProbeRecord] = Field(default_factory=list)
     chosen_lr: float | None = None
     chosen_probe: int | None = None
@@ -207,6 +211,28 @@ def _progress_scale(baseline: float | None, forecasts: Sequence[float]) -> float
     best = min(forecasts)
     start = baseline if baseline is not None else max(forecasts)
     return max(abs(start - best), max(forecasts) - best)
+
+
+def _tail_error(segment: SegmentRecord) -> float:
+    """Standard error of a segment's ``loss_last`` (the mean of its last 10% of losses)."""
+    window = max(1, int(0.1 * segment.steps_run))
+    return (segment.loss_noise or 0.0) / math.sqrt(window)
+
+
+def _add_start_sample(stage: StageRecord, first_loss: float, noise: float) -> None:
+    """Fold one probe's first loss into the stage's start (a running mean and its error).
+
+    Every probe starts from the same snapshot and reports its first loss before its first
+    update, so the first losses are independent samples of the start; one alone is as noisy
+    as a single step (on a noise-dominated task every probe "rose" above a lucky one).
+    """
+    n = sum(1 for p in stage.probes if p.first_loss is not None)  # samples so far
+    mean = stage.baseline if stage.baseline is not None and n > 0 else 0.0
+    stage.baseline = (mean * n + first_loss) / (n + 1)
+    noises = sorted(
+        [p.noise for p in stage.probes if p.first_loss is not None and p.noise] + [noise]
+    )
+    stage.baseline_error = noises[len(noises) // 2] / math.sqrt(n + 1)
 
 
 def forecast_error(probe: ProbeRecord) -> float:
@@ -689,6 +715,8 @@ class Controller:
                 baseline=previous.loss_last if previous is not None else None,
                 baseline_spread=_spread(previous.losses) if previous is not None else 0.0,
                 baseline_noise=(previous.loss_noise or 0.0) if previous is not None else 0.0,
+                baseline_error=_tail_error(previous) if previous is not None else 0.0,
+                baseline_from_probes=previous is None,
             )
         )
         stage = state.stages[-1]
@@ -935,8 +963,8 @@ class Controller:
             losses = list(report.train_losses)
             val = [(s, v) for s, v in report.val_losses if 0 < s <= current.steps]
         source, steps, series = self._probe_series(stage, losses, val)
-        if stage.baseline is None and losses and math.isfinite(losses[0]):
-            stage.baseline = losses[0]
+        if stage.baseline_from_probes and losses and math.isfinite(losses[0]):
+            _add_start_sample(stage, losses[0], step_noise(losses))
         fc = self.forecaster.forecast(steps, series, float(self._horizon(stage)))
         ok, reason = fc.ok, fc.reason
         last = tail_mean(losses)
@@ -1055,6 +1083,7 @@ class Controller:
             views,
             pick=pick,
             baseline=baseline,
+            baseline_error=stage.baseline_error,
             min_lr=self.config.min_lr,
             objective=self.config.objective,
             previous_lr=self._previous_lr(),

@@ -187,6 +187,7 @@ def choose_train_lr(
     baseline: float | None,
     min_lr: float,
     objective: Objective,
+    baseline_error: float = 0.0,
     previous_lr: float | None = None,
     hold_moves: bool = True,
     thresholds: Thresholds = THRESHOLDS,
@@ -199,6 +200,7 @@ def choose_train_lr(
             with the lowest GP posterior mean of the objective), or None when there is none.
         baseline: the training loss where the stage started (None when unknown or when the
             probes measure validation loss, which is not comparable with it).
+        baseline_error: the standard error of ``baseline`` (it is a mean of noisy losses).
         min_lr: the smallest LR the job may use.
         objective: which quantity the probes were ranked by (recorded in the decision).
         previous_lr: the LR the previous stage trained with (None in stage 0).
@@ -220,7 +222,7 @@ def choose_train_lr(
         return Decision(
             rule=Rule.NO_HEALTHY_PROBE, lr=min_lr, objective=objective, evidence=evidence
         )
-    if _rises(chosen, baseline, thresholds):
+    if _rises(chosen, baseline, baseline_error, thresholds):
         return Decision(
             rule=Rule.RANGE_TOO_HIGH,
             lr=max(min_lr, chosen.lr / thresholds.step_down),
@@ -266,12 +268,16 @@ def _held(
     return None if gap >= t.rise_z * math.hypot(prev.error, chosen.error) else prev
 
 
-def _rises(p: ProbeView, baseline: float | None, t: Thresholds) -> bool:
-    """Does ``p`` forecast a loss significantly above the stage's start?"""
+def _rises(p: ProbeView, baseline: float | None, baseline_error: float, t: Thresholds) -> bool:
+    """Does ``p`` forecast a loss significantly above the stage's start?
+
+    Significant counts both noises: the forecast's and the start's own (a start read from one
+    noisy step looked like a rise to every probe of a noise-dominated regression).
+    """
     value = p.forecast  # the constant-LR forecast: a rise is a rise, cooled or not
     if baseline is None or value is None or p.error <= 0:
         return False
-    return value - baseline > t.rise_z * p.error
+    return value - baseline > t.rise_z * math.hypot(p.error, baseline_error)
 
 
 def _evidence(p: ProbeView) -> Evidence:

@@ -855,3 +855,30 @@ def test_the_forecast_horizon_is_the_rest_of_the_budget_or_grows_with_the_run() 
     open_ended = TunerConfig(**{**SMALL, "total_steps": None})
     assert horizon(open_ended, 100) == 200 and horizon(open_ended, 5000) == 5000
     assert horizon(TunerConfig(**SMALL, objective="horizon"), 500) == 200
+
+
+def test_stage_0_starts_from_the_mean_of_its_probes_first_losses() -> None:
+    """Without a segment before it, stage 0's start is estimated from every probe's first loss
+    (each measured at the snapshot's weights before an update), with its standard error; a
+    single step's loss was as noisy as the task and made every probe look like a rise."""
+    ctl = fast(small_config())
+    model = NoisyQuadratic(seed=3)
+    inst = ctl.start()
+    firsts: list[float] = []
+    while inst.kind != "train":
+        report = model.follow(inst)
+        if inst.kind == "probe" and not ctl.stages[-1].pending:
+            firsts.append(report.train_losses[0])
+        inst = ctl.report(report)
+    stage = ctl.stages[0]
+    assert len(firsts) == len(stage.probes) >= 2
+    assert stage.baseline == pytest.approx(sum(firsts) / len(firsts))
+    noises = sorted(p.noise or 0.0 for p in stage.probes)
+    assert stage.baseline_error == pytest.approx(noises[len(noises) // 2] / math.sqrt(len(firsts)))
+    # a later stage's start is the previous segment's tail mean, its error from that window
+    while inst.kind == "train" or ctl.stages[-1].stage == 0:
+        inst = ctl.report(model.follow(inst))
+    later, before = ctl.stages[-1], ctl.segments[-1]
+    assert later.baseline == before.loss_last and not later.baseline_from_probes
+    window = max(1, int(0.1 * before.steps_run))
+    assert later.baseline_error == pytest.approx((before.loss_noise or 0.0) / math.sqrt(window))

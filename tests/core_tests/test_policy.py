@@ -226,3 +226,17 @@ def test_a_cooldown_drop_is_the_fitted_level_less_the_cooled_mean() -> None:
 def test_tails_leave_the_forecaster_enough_points() -> None:
     assert tail_steps(20) == 5 and 20 - tail_steps(20) >= 15
     assert tail_steps(200) == 50
+
+
+def test_a_rise_counts_the_noise_of_the_stages_start_too() -> None:
+    """Seen on a noise-dominated regression: the start read from one step (loss 10 ± 5) sat
+    below every probe's forecast by chance; "range too high" stepped a decade down from the
+    best LR and the run ended 50x above the cosine. Against a start known to ±1 the same pick
+    is no rise; against a start known exactly it is."""
+    probes = [probe(0, 0.02, 6.0, error=0.5), probe(1, 0.002, 7.5, error=0.5)]
+    noisy = choose_train_lr(
+        probes, pick=0, baseline=4.0, baseline_error=1.0, min_lr=1e-5, objective="final"
+    )
+    assert (noisy.rule, noisy.lr) == (Rule.SEARCH_BEST, 0.02)
+    exact = choose_train_lr(probes, pick=0, baseline=4.0, min_lr=1e-5, objective="final")
+    assert (exact.rule, exact.lr) == (Rule.RANGE_TOO_HIGH, pytest.approx(0.002))
