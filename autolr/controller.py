@@ -40,6 +40,7 @@ from autolr.policy import (
     tail_mean,
     tail_steps,
     train_diverged,
+    window_noise,
 )
 from autolr.protocol import Instruction, Report
 from autolr.space import LogSpace
@@ -144,6 +145,8 @@ class SegmentRecord(BaseModel):
     loss_mean: float | None = None
     loss_last: float | None = None
     loss_noise: float | None = None  # per-step noise (robust SD, trend removed)
+    # standard error of ``loss_last`` (the mean of the last 10%), slow wobble included
+    loss_last_error: float | None = None
     losses: list[float | None] = Field(default_factory=list)
     val_losses: list[tuple[int, float | None]] = Field(default_factory=list)
 
@@ -213,10 +216,19 @@ def _progress_scale(baseline: float | None, forecasts: Sequence[float]) -> float
     return max(abs(start - best), max(forecasts) - best)
 
 
-def _tail_error(segment: SegmentRecord) -> float:
-    """Standard error of a segment's ``loss_last`` (the mean of its last 10% of losses)."""
-    window = max(1, int(0.1 * segment.steps_run))
-    return (segment.loss_noise or 0.0) / math.sqrt(window)
+def _tail_error(losses: Sequence[float]) -> float:
+    """Standard error of ``tail_mean(losses)`` (the mean of the last 10%): the per-step noise
+    over √window, or the measured wobble of window means when larger (losses are correlated)."""
+    finite = [v for v in losses if math.isfinite(v)]
+    window = max(1, int(0.1 * len(finite)))
+    return max(step_noise(finite) / math.sqrt(window), window_noise(finite, window))
+
+
+def _baseline_error(segment: SegmentRecord) -> float:
+    """Standard error of a segment's ``loss_last`` (states before the field: i.i.d. noise)."""
+    if segment.loss_last_error is not None:
+        return segment.loss_last_error
+    return (segment.loss_noise or 0.0) / math.sqrt(max(1, int(0.1 * segment.steps_run)))
 
 
 def _add_start_sample(stage: StageRecord, first_loss: float, noise: float) -> None:
@@ -453,6 +465,7 @@ class Controller:
                 loss_mean=_finite(sum(finite) / len(finite)) if finite else None,
                 loss_last=tail_mean(losses),
                 loss_noise=step_noise(losses),
+                loss_last_error=_tail_error(losses),
                 losses=_bucket_means(losses, LOG_POINTS_PER_SEGMENT),
                 val_losses=[(s, _finite(v)) for s, v in val],
             )
@@ -715,7 +728,7 @@ class Controller:
                 baseline=previous.loss_last if previous is not None else None,
                 baseline_spread=_spread(previous.losses) if previous is not None else 0.0,
                 baseline_noise=(previous.loss_noise or 0.0) if previous is not None else 0.0,
-                baseline_error=_tail_error(previous) if previous is not None else 0.0,
+                baseline_error=_baseline_error(previous) if previous is not None else 0.0,
                 baseline_from_probes=previous is None,
             )
         )

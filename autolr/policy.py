@@ -370,6 +370,20 @@ def step_noise(values: Sequence[float]) -> float:
     return noise if math.isfinite(noise) else sys.float_info.max
 
 
+def window_noise(values: Sequence[float], window: int) -> float:
+    """Standard deviation of a mean over ``window`` consecutive values (finite values).
+
+    `step_noise` applied to consecutive non-overlapping window means: a linear trend cancels
+    and a kink or a short burst moves few second differences. Unlike ``step_noise / √window``
+    it includes slow, correlated wobble. 0 with fewer than four windows.
+    """
+    x = [v for v in values if math.isfinite(v)]
+    if window < 1 or len(x) < 4 * window:
+        return 0.0
+    means = [sum(x[i : i + window]) / window for i in range(0, len(x) - window + 1, window)]
+    return step_noise(means)
+
+
 def spiked(
     losses: Sequence[float], noise_before: float = 0.0, thresholds: Thresholds = THRESHOLDS
 ) -> bool:
@@ -439,9 +453,15 @@ def train_diverged(
     # (dead units with SGD: the loss climbing back to chance level).
     noise = max(noise_before, step_noise(losses))
     window = max(1, int(0.1 * len(losses)))  # steps in the tail mean
+    # Loss noise is not i.i.d.: a window mean wobbles by more than noise/√window (seen: a
+    # noisy quadratic's loss drifting 30% up and down over hundreds of steps at an LR well
+    # inside its stable range; rolled back a decade lower, the run ended 8x too low). The
+    # wobble of window means is measured on the segment itself.
+    wobble = window_noise(losses, window)
 
     def rise(ref_window: int) -> float:  # a significant rise over a reference mean
-        return noise * max(1.0, thresholds.rollback_z * math.sqrt(1.0 / window + 1.0 / ref_window))
+        iid = noise * math.sqrt(1.0 / window + 1.0 / ref_window)
+        return max(noise, thresholds.rollback_z * max(iid, math.sqrt(2.0) * wobble))
 
     # (reference, its window, half the promised progress)
     references = [(start, window, 0.0)]

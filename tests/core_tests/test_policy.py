@@ -17,6 +17,8 @@ from autolr.policy import (
     rollback_lr,
     search_candidates,
     tail_steps,
+    train_diverged,
+    window_noise,
 )
 
 
@@ -240,3 +242,22 @@ def test_a_rise_counts_the_noise_of_the_stages_start_too() -> None:
     assert (noisy.rule, noisy.lr) == (Rule.SEARCH_BEST, 0.02)
     exact = choose_train_lr(probes, pick=0, baseline=4.0, min_lr=1e-5, objective="final")
     assert (exact.rule, exact.lr) == (Rule.RANGE_TOO_HIGH, pytest.approx(0.002))
+
+
+def test_a_slow_wobble_is_not_a_divergence_but_a_climb_is() -> None:
+    """A stationary loss that drifts up and down over hundreds of steps (a noisy quadratic at
+    a stable LR: 0.016 -> 0.010 -> 0.021) was rolled back a decade lower; its window means
+    wobble far more than its per-step noise over √window says. The same segment climbing to
+    five times its start is still a divergence."""
+    n = 300
+    wobble = [0.016 + 0.005 * math.sin(2 * math.pi * i / 90) + 0.001 * (-1) ** i for i in range(n)]
+    assert window_noise(wobble, 30) > 10 * 0.001 / math.sqrt(30)
+    assert not train_diverged(wobble, start=0.0125, noise_before=0.001)
+    climb = wobble[: n // 2] + [v + 0.06 for v in wobble[n // 2 :]]
+    assert train_diverged(climb, start=0.0125, noise_before=0.001)
+
+
+def test_window_noise_ignores_a_steady_trend() -> None:
+    descent = [2.0 - 0.01 * i for i in range(200)]
+    assert window_noise(descent, 20) == pytest.approx(0.0, abs=1e-12)
+    assert window_noise(descent[:50], 20) == 0.0  # fewer than four windows
