@@ -169,7 +169,8 @@ def test_a_plateau_scheduler_is_replaced_without_warnings(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _trainer(tmp_path, [cb, rec]).fit(Regression(with_scheduler="plateau"), _loader())
-    ours = [w for w in caught if "lr_scheduler" in w.filename or "autolr" in w.filename]
+    # torch's deprecation of step(epoch) surfaces from Lightning's lr_scheduler_step
+    ours = [w for w in caught if "scheduler" in str(w.message) or "autolr" in w.filename]
     assert not ours, [f"{w.filename}: {w.message}" for w in ours]
     assert cb.tuner.finished
     assert rec.lrs == pytest.approx(_expected_lrs(cb.tuner.schedule), rel=1e-12)
