@@ -116,6 +116,7 @@ class StageRecord(BaseModel):
     train_left: int = 0  # train steps of this stage not yet issued
     chunk_baseline: float | None = None  # loss where the running chunk started (chunks 2+)
     chunk_noise: float = 0.0  # per-step noise of the chunk before the running one
+    chunk_error: float = 0.0  # standard error of ``chunk_baseline`` (wobble included)
     best_saved: int | None = None
     bounds: tuple[float, float] = (0.0, 1.0)
     stopped_early: bool = False
@@ -523,6 +524,7 @@ class Controller:
         previous = state.segments[-1]
         stage.chunk_baseline = previous.loss_last
         stage.chunk_noise = previous.loss_noise or 0.0
+        stage.chunk_error = _baseline_error(previous)
         lr = stage.chosen_lr if stage.chosen_lr is not None else current.lr_end
         return self._train_chunk(segment, stage, lr, total, snapshot=True)
 
@@ -611,13 +613,21 @@ class Controller:
         if stage.baseline is None or tail_mean(losses) is None:
             return False
         start, noise_before = stage.baseline, stage.baseline_noise
+        start_error = stage.baseline_error
         chosen = stage.probes[stage.chosen_probe] if stage.chosen_probe is not None else None
         if stage.chunk_baseline is not None:  # a later chunk: measured from where it started
             start, noise_before, chosen = stage.chunk_baseline, stage.chunk_noise, None
+            start_error = stage.chunk_error
         promise = None
         if chosen is not None and chosen.forecast is not None and chosen.last_loss is not None:
             promise = (stage.baseline - chosen.forecast, chosen.last_loss, chosen.steps)
-        return train_diverged(losses, start=start, noise_before=noise_before, promise=promise)
+        return train_diverged(
+            losses,
+            start=start,
+            noise_before=noise_before,
+            start_error=start_error,
+            promise=promise,
+        )
 
     def _rollback(self, segment: int, current: Instruction) -> Instruction | None:
         """Retrain a diverged stage from its snapshot with a safer LR (None: give up).

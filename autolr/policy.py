@@ -424,6 +424,7 @@ def train_diverged(
     *,
     start: float,
     noise_before: float,
+    start_error: float = 0.0,
     promise: tuple[float, float, int] | None = None,
     thresholds: Thresholds = THRESHOLDS,
 ) -> bool:
@@ -433,6 +434,8 @@ def train_diverged(
         losses: the segment's training losses (finite).
         start: the loss where it started (the stage's start, or the chunk's).
         noise_before: per-step noise of the segment before it.
+        start_error: standard error of ``start`` as a window mean, measured on the segment
+            before (slow, correlated wobble included).
         promise: for a stage's first chunk, (the progress the chosen probe forecast, that
             probe's end loss, its steps); None otherwise.
         thresholds: the policy's numbers (``rollback_z``).
@@ -456,12 +459,12 @@ def train_diverged(
     # Loss noise is not i.i.d.: a window mean wobbles by more than noise/√window (seen: a
     # noisy quadratic's loss drifting 30% up and down over hundreds of steps at an LR well
     # inside its stable range; rolled back a decade lower, the run ended 8x too low). The
-    # wobble of window means is measured on the segment itself.
-    wobble = window_noise(losses, window)
+    # wobble is measured on the healthy segment before (``start_error``), never on this one:
+    # an unstable LR's own oscillation would hide it (a model back at chance level passed).
 
     def rise(ref_window: int) -> float:  # a significant rise over a reference mean
         iid = noise * math.sqrt(1.0 / window + 1.0 / ref_window)
-        return max(noise, thresholds.rollback_z * max(iid, math.sqrt(2.0) * wobble))
+        return max(noise, thresholds.rollback_z * max(iid, math.sqrt(2.0) * start_error))
 
     # (reference, its window, half the promised progress)
     references = [(start, window, 0.0)]

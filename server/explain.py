@@ -29,10 +29,6 @@ RULE_TEXT: dict[str, str] = {
         "The search's pick does not beat the previous stage's LR by two standard errors, so "
         "the previous LR trains on."
     ),
-    "tied-centre": (
-        "Several probes are within noise of the search's pick: the stage trains at their "
-        "geometric centre."
-    ),
     "hold": "No search this stage (the probe budget is spent): the LR in use trains on.",
     "rollback": (
         "The stage's training diverged: it restarts from the stage snapshot at a lower LR."

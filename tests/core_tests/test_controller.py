@@ -557,6 +557,11 @@ def test_a_late_divergence_rolls_back_one_chunk_not_the_stage() -> None:
         stage = ctl.stages[-1] if ctl.stages else None
         if inst.kind == "train" and stage is not None and inst.snapshot and stage.probes:
             chunks.append(inst)
+            # a later chunk is judged against the chunk before: its tail mean and that mean's
+            # standard error, slow wobble included (never the running chunk's own)
+            before = ctl.segments[-1]
+            assert stage.chunk_baseline == before.loss_last
+            assert stage.chunk_error == before.loss_last_error and stage.chunk_error > 0
             if len(chunks) == 1:  # the first later chunk blows up half-way
                 failed, used = inst, ctl.steps_used
                 losses = [*model.follow(inst).train_losses[: inst.steps // 2], math.nan]

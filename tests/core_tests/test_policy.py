@@ -246,15 +246,21 @@ def test_a_rise_counts_the_noise_of_the_stages_start_too() -> None:
 
 def test_a_slow_wobble_is_not_a_divergence_but_a_climb_is() -> None:
     """A stationary loss that drifts up and down over hundreds of steps (a noisy quadratic at
-    a stable LR: 0.016 -> 0.010 -> 0.021) was rolled back a decade lower; its window means
-    wobble far more than its per-step noise over √window says. The same segment climbing to
-    five times its start is still a divergence."""
+    a stable LR: 0.016 -> 0.010 -> 0.021) was rolled back a decade lower: its window means
+    wobble far more than its per-step noise over √window says. Measured on the segment before
+    (``start_error``), the wobble widens the margin; the same segment climbing to five times
+    its start is still a divergence, and the segment's own wobble never widens it."""
     n = 300
     wobble = [0.016 + 0.005 * math.sin(2 * math.pi * i / 90) + 0.001 * (-1) ** i for i in range(n)]
-    assert window_noise(wobble, 30) > 10 * 0.001 / math.sqrt(30)
-    assert not train_diverged(wobble, start=0.0125, noise_before=0.001)
+    before = window_noise(wobble, 30)  # the wobble of the healthy segment before, same LR
+    assert before > 10 * 0.001 / math.sqrt(30)
+    assert train_diverged(wobble, start=0.0125, noise_before=0.001)  # i.i.d. noise alone
+    assert not train_diverged(wobble, start=0.0125, noise_before=0.001, start_error=before)
     climb = wobble[: n // 2] + [v + 0.06 for v in wobble[n // 2 :]]
-    assert train_diverged(climb, start=0.0125, noise_before=0.001)
+    assert train_diverged(climb, start=0.0125, noise_before=0.001, start_error=before)
+    # an unstable LR oscillates: its own wobble is the symptom, not a reason for a margin
+    wild = [0.0125 + 0.1 * (i % 40 > 20) + 0.02 * math.sin(i) for i in range(n)]
+    assert train_diverged(wild, start=0.0125, noise_before=0.001, start_error=0.0005)
 
 
 def test_window_noise_ignores_a_steady_trend() -> None:
