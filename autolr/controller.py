@@ -1101,12 +1101,9 @@ class Controller:
                 stage.search_fallbacks.append(f"choose: {type(exc).__name__}: {exc}"[:300])
                 j = min(range(len(y)), key=lambda k: (y[k], k))
             pick = candidates[j].probe
-        baseline = stage.baseline if stage.source == "train" else None
         return choose_train_lr(
             views,
             pick=pick,
-            baseline=baseline,
-            baseline_error=stage.baseline_error,
             min_lr=self.config.min_lr,
             objective=self.config.objective,
             previous_lr=self._previous_lr(),

@@ -90,9 +90,12 @@ class Rule(StrEnum):
     """Why a stage trains at its LR. Values are stable: they are persisted and shown."""
 
     SEARCH_BEST = "search-best"  # the search's pick: lowest GP posterior mean of the objective
-    RANGE_TOO_HIGH = "range-too-high"  # even the best probe makes the loss rise: step down
+    # Retired: "the pick forecasts a rise over the stage's start, step a decade down". A
+    # held-out ablation changed no run; on a noisy quadratic it fired on noise. Stored
+    # decisions that name it still load.
+    RANGE_TOO_HIGH = "range-too-high"
     NO_HEALTHY_PROBE = "no-healthy-probe"  # every probe failed: the smallest LR allowed
-    HOLD_PREVIOUS = "hold-previous"  # the pick does not beat the previous LR significantly
+    HOLD_PREVIOUS = "hold-previous"  # a lower pick does not beat the previous LR significantly
     HOLD = "hold"  # no search this stage (probe budget spent): the LR in use trains on
     ROLLBACK = "rollback"  # the stage's training diverged: retrain lower from the snapshot
 
@@ -184,10 +187,8 @@ def choose_train_lr(
     probes: Sequence[ProbeView],
     *,
     pick: int | None,
-    baseline: float | None,
     min_lr: float,
     objective: Objective,
-    baseline_error: float = 0.0,
     previous_lr: float | None = None,
     hold_moves: bool = True,
     thresholds: Thresholds = THRESHOLDS,
@@ -198,19 +199,14 @@ def choose_train_lr(
         probes: every probe of the stage, failed ones included.
         pick: the ``probe`` index of the search's choice among `search_candidates` (the one
             with the lowest GP posterior mean of the objective), or None when there is none.
-        baseline: the training loss where the stage started (None when unknown or when the
-            probes measure validation loss, which is not comparable with it).
-        baseline_error: the standard error of ``baseline`` (it is a mean of noisy losses).
         min_lr: the smallest LR the job may use.
         objective: which quantity the probes were ranked by (recorded in the decision).
         previous_lr: the LR the previous stage trained with (None in stage 0).
         hold_moves: apply `Rule.HOLD_PREVIOUS` (``TunerConfig.hold_moves``).
         thresholds: the policy's numbers.
 
-    Rules, in order: no healthy probe → ``min_lr`` (`Rule.NO_HEALTHY_PROBE`); a pick that
-    forecasts a significant rise over the stage's start → ``step_down`` times lower, the range
-    searched is wrong (`Rule.RANGE_TOO_HIGH`); a pick that does not beat the probe of the
-    previous stage's LR by ``rise_z`` standard errors of their difference → the previous LR
+    Rules, in order: no healthy probe → ``min_lr`` (`Rule.NO_HEALTHY_PROBE`); a pick below the
+    previous stage's LR that does not beat that LR's probe by ``rise_z`` standard errors of their difference → the previous LR
     (`Rule.HOLD_PREVIOUS`); else the pick (`Rule.SEARCH_BEST`). The candidates exclude LRs
     within ``stability_margin`` of one that blew up (`search_candidates`).
     """
@@ -221,15 +217,6 @@ def choose_train_lr(
     if chosen is None:
         return Decision(
             rule=Rule.NO_HEALTHY_PROBE, lr=min_lr, objective=objective, evidence=evidence
-        )
-    if _rises(chosen, baseline, baseline_error, thresholds):
-        return Decision(
-            rule=Rule.RANGE_TOO_HIGH,
-            lr=max(min_lr, chosen.lr / thresholds.step_down),
-            objective=objective,
-            pick=pick,
-            evidence=evidence,
-            note=f"the pick ({chosen.lr:.3g}) forecasts a rise over the stage's start",
         )
     rule = Rule.SEARCH_BEST
     held = _held(candidates, chosen, previous_lr, thresholds) if hold_moves else None
@@ -252,13 +239,18 @@ def _held(
     previous_lr: float | None,
     t: Thresholds,
 ) -> ProbeView | None:
-    """The probe of the previous stage's LR when ``chosen`` does not beat it significantly.
+    """The probe of the previous stage's LR when ``chosen`` is lower and does not beat it
+    significantly.
 
-    The previous LR has been tested by a whole stage, a pick by one short probe: a move needs
-    evidence, ``rise_z`` standard errors of the difference. None when there is nothing to hold
-    (stage 0, no healthy probe at the previous LR, or the pick is that probe).
+    The previous LR has been tested by a whole stage, a pick by one short probe. A move *down*
+    needs evidence, ``rise_z`` standard errors of the difference: the cooled objective still
+    carries part of the larger LR's noise floor (a short tail cannot remove it all), so its
+    residual bias points to smaller LRs, and on noise alone later stages drifted a decade low.
+    A move up follows the search (the stability cap guards it). None when there is nothing to
+    hold (stage 0, a pick above the previous LR, no healthy probe at the previous LR, or the
+    pick is that probe).
     """
-    if previous_lr is None:
+    if previous_lr is None or chosen.lr > previous_lr:
         return None
     same = [p for p in candidates if math.isclose(p.lr, previous_lr, rel_tol=1e-6)]
     if not same or same[0] is chosen or chosen.objective is None:
@@ -266,18 +258,6 @@ def _held(
     prev = same[0]
     gap = (prev.objective or 0.0) - chosen.objective
     return None if gap >= t.rise_z * math.hypot(prev.error, chosen.error) else prev
-
-
-def _rises(p: ProbeView, baseline: float | None, baseline_error: float, t: Thresholds) -> bool:
-    """Does ``p`` forecast a loss significantly above the stage's start?
-
-    Significant counts both noises: the forecast's and the start's own (a start read from one
-    noisy step looked like a rise to every probe of a noise-dominated regression).
-    """
-    value = p.forecast  # the constant-LR forecast: a rise is a rise, cooled or not
-    if baseline is None or value is None or p.error <= 0:
-        return False
-    return value - baseline > t.rise_z * math.hypot(p.error, baseline_error)
 
 
 def _evidence(p: ProbeView) -> Evidence:

@@ -18,9 +18,9 @@ RULE_TEXT: dict[str, str] = {
     "search-best": (
         "The search's pick: the probe with the lowest GP posterior mean of the ranked loss."
     ),
-    "range-too-high": (
-        "Even the search's pick forecasts a significant rise over the stage's starting loss, "
-        "so the LR steps down below it."
+    "range-too-high": (  # retired rule: shown for jobs recorded before it was retired
+        "Even the search's pick forecasted a significant rise over the stage's starting loss, "
+        "so the LR stepped down below it (a rule since retired)."
     ),
     "no-healthy-probe": (
         "Every probe failed (diverged or could not be forecast): the smallest LR allowed."
