@@ -1,23 +1,11 @@
 """`HttpTransport`: the controller conversation over HTTP, with timeouts and bounded retries.
 
-Errors it raises (`TransportError` is ``autolr.client.errors``'s; the rest are defined here, to
-be merged into ``client/errors.py``)::
-
-    AutoLRError (autolr.errors)
-    ├── Conflict                        409 wrong_segment: the server awaits another segment
-    ├── JobFinished                     409 finished: the job's budget is spent
-    ├── JobNotFound                     404: unknown job, or a token that does not match
-    ├── ConfigError                     422 on create: the server refused the config
-    ├── ReportError                     422/413 on report: the server refused the report
-    └── ClientError (autolr.client.errors)
-        ├── TransportError              no answer; retrying later may help (the tuner decides
-        │   │                           locally meanwhile and syncs later)
-        │   └── ServerUnavailable       unreachable, timing out or failing (5xx) after the retries
-        └── RequestRejected             a final refusal that retrying cannot fix
-            ├── JobCancelled            409 cancelled: the job was cancelled on the server
-            ├── ReportDiffers           409 report_differs: a resent report whose content
-            │                           differs from the one the server recorded
-            └── Unauthorized            401: missing or wrong admin key / job token
+Errors it raises are the client's part of the one tree in ``autolr.errors`` (re-exported by
+``autolr.client.errors``): ``Conflict`` (409 wrong_segment), ``JobFinished`` (409 finished),
+``JobNotFound`` (404), ``ConfigError`` / ``ReportError`` (422/413 on create / report),
+``ServerUnavailable`` (a ``TransportError``: no answer after the retries) and the final refusals
+under ``RequestRejected``: ``JobCancelled``, ``ReportDiffers``, ``Unauthorized``. They are
+re-exported here too, where they were first defined.
 
 Retrying is safe because reports are idempotent: re-sending the report for segment n returns
 the same instruction n+1. Connection failures, timeouts, 5xx, 429 and 409 ``busy`` (a
@@ -42,14 +30,19 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from autolr.client.errors import ClientError, TransportError
 from autolr.errors import (
     AutoLRError,
     ConfigError,
     Conflict,
+    JobCancelled,
     JobFinished,
     JobNotFound,
+    ReportDiffers,
     ReportError,
+    RequestRejected,
+    ServerUnavailable,
+    TransportError,
+    Unauthorized,
 )
 from autolr.protocol import Instruction, Report
 
@@ -74,46 +67,6 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=30.0, pool=5.0)
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: A budgeted call makes no further attempt with less than this many seconds left.
 _MIN_ATTEMPT_S = 0.02
-
-
-class ServerUnavailable(TransportError):
-    """The server could not be reached, timed out or kept failing, after every retry.
-
-    Attributes:
-        attempts: how many requests were tried.
-        url: the URL of the last attempt.
-    """
-
-    def __init__(self, url: str, attempts: int, cause: str) -> None:
-        self.url = url
-        self.attempts = attempts
-        super().__init__(f"autolr server unavailable at {url} after {attempts} attempt(s): {cause}")
-
-
-class RequestRejected(ClientError):
-    """The server refused the request for good (retrying the same request cannot help)."""
-
-
-class JobCancelled(RequestRejected):
-    """The job was cancelled on the server; it takes no more reports."""
-
-
-class Unauthorized(RequestRejected):
-    """The server refused the credentials (admin key or job token)."""
-
-
-class ReportDiffers(RequestRejected):
-    """A report for a segment the server already recorded, with different content.
-
-    The server keeps what it recorded (reports are never silently replaced); the message says
-    what differs. `AutoLR` reconciles with the server's record when it meets one.
-    """
-
-    reconcilable = True
-
-    def __init__(self, message: str, segment: int | None) -> None:
-        self.segment = segment
-        super().__init__(message)
 
 
 def _network_errors(

@@ -33,9 +33,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import torch
 
 from autolr.client._transport import LocalTransport, Transport
-from autolr.client.errors import ClientError, TransportError
 from autolr.config import TunerConfig
-from autolr.errors import Conflict, JobFinished
+from autolr.errors import Conflict, Diverged, JobFinished, TransportError
 from autolr.protocol import Instruction, Report
 
 if TYPE_CHECKING:
@@ -54,10 +53,6 @@ RESYNC_MAX_S = 30.0
 MAX_RECONCILES = 3
 
 T = TypeVar("T")
-
-
-class Diverged(ClientError):
-    """The service's record contradicts the run (another decision for a segment already run)."""
 
 
 class _BudgetSpent(TransportError):

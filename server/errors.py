@@ -1,19 +1,10 @@
-"""Server-only errors and the one place where exceptions become HTTP answers.
+"""The one place where exceptions become HTTP answers.
 
-    AutoLRError (autolr.errors)
-    ├── JobNotFound        404 not_found        unknown job, or a token that does not match
-    ├── Conflict           409 wrong_segment    report for another segment (names the expected)
-    ├── JobFinished        409 finished         report after the budget is spent
-    ├── JobCancelled       409 cancelled        report on a cancelled job
-    ├── Busy               409 busy             lost a race with a concurrent report: retry
-    ├── ReportDiffers      409 report_differs   a resent report whose losses differ from the
-    │                                           recorded one (says what differs)
-    ├── TooManyLosses      413 too_many_losses  more losses than AUTOLR_MAX_LOSSES_PER_REPORT
-    ├── ReportError        422 bad_report       report that does not fit its instruction
-    ├── OutOfRange         422 out_of_range     an integer the database cannot store (names it)
-    ├── BadJobId           422 bad_job_id       a job id that cannot be one (charset, length)
-    ├── ConfigError        422 bad_config       config the server cannot run
-    └── Unauthorized       401 unauthorized     no (or a wrong) admin key / no job token
+The exceptions are defined once, in ``autolr.errors`` (the tree is drawn there); the ones the
+server raises are re-exported here. `STATUS_MAP` below gives each its status and ``code``:
+404 ``not_found``, 409 ``wrong_segment`` / ``finished`` / ``cancelled`` / ``busy`` /
+``report_differs``, 413 ``too_many_losses``, 422 ``out_of_range`` / ``bad_job_id`` /
+``bad_report`` / ``bad_config``, 401 ``unauthorized``.
 
 A body over AUTOLR_MAX_BODY_BYTES gets 413 ``body_too_large`` from `limits.BodyLimit` (built by
 `body_too_large_response` below) before any route runs.
@@ -38,78 +29,21 @@ from starlette.types import Scope
 
 from autolr.errors import (
     AutoLRError,
+    BadJobId,
+    Busy,
     ConfigError,
     Conflict,
+    JobCancelled,
     JobFinished,
     JobNotFound,
+    OutOfRange,
+    ReportDiffers,
     ReportError,
+    TooManyLosses,
+    Unauthorized,
 )
 
 log = logging.getLogger(__name__)
-
-
-class JobCancelled(AutoLRError):
-    """The job was cancelled (``DELETE /v1/jobs/{id}``); it takes no more reports."""
-
-    def __init__(self, job_id: str) -> None:
-        self.job_id = job_id
-        super().__init__(f"job {job_id} was cancelled; it takes no more reports")
-
-
-class Busy(AutoLRError):
-    """A concurrent request changed the job while this one was deciding; retrying is safe."""
-
-    def __init__(self, job_id: str, segment: int) -> None:
-        self.job_id = job_id
-        super().__init__(
-            f"job {job_id} changed while the report for segment {segment} was being applied "
-            "(a concurrent report?); retry the same report"
-        )
-
-
-class ReportDiffers(AutoLRError):
-    """A report for a segment already recorded, whose content differs from the record's."""
-
-    def __init__(self, job_id: str, segment: int, what: str) -> None:
-        self.job_id = job_id
-        self.segment = segment
-        super().__init__(
-            f"the report for segment {segment} differs from the one job {job_id} recorded: "
-            f"{what}; the recorded report stands (read it with GET /v1/jobs/{job_id}/reports)"
-        )
-
-
-class OutOfRange(AutoLRError, ValueError):
-    """An integer field beyond what the database stores (or the protocol allows)."""
-
-    def __init__(self, field: str, value: int, low: int, high: int) -> None:
-        self.field = field
-        shown = str(value) if len(str(value)) <= 40 else str(value)[:40] + "…"
-        super().__init__(f"invalid request: {field}={shown}: must be an integer in {low}..{high}")
-
-
-class BadJobId(AutoLRError, ValueError):
-    """A job id that cannot be one: checked before any database sees it."""
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(
-            f"invalid request: job_id={_safe(job_id)!r}: a job id is 1 to 64 characters of "
-            "A-Z, a-z, 0-9, '_' and '-'"
-        )
-
-
-class TooManyLosses(AutoLRError, ValueError):
-    """A report with more losses than this server accepts."""
-
-    def __init__(self, field: str, count: int, limit: int) -> None:
-        super().__init__(
-            f"{field} has {count} values, but this server accepts at most {limit} per report "
-            "(AUTOLR_MAX_LOSSES_PER_REPORT)"
-        )
-
-
-class Unauthorized(AutoLRError):
-    """Missing or wrong credentials for an operation that needs the admin key or a token."""
 
 
 def not_found(job_id: str) -> JobNotFound:

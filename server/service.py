@@ -276,7 +276,7 @@ class JobService:
             pass
         fresh = self.store.load(job.job_id)
         if fresh.status == "cancelled":
-            raise JobCancelled(job.job_id)
+            raise JobCancelled.of(job.job_id)
         if report.segment < int(fresh.state["current"]["segment"]):
             try:
                 return self._resent(fresh, report)
@@ -312,7 +312,7 @@ class JobService:
             )
         self.metrics.reports.labels(outcome="differs").inc()
         log.info("resent report differs", extra={**extra, "difference": what})
-        raise ReportDiffers(job.job_id, report.segment, what)
+        raise ReportDiffers.recorded(job.job_id, report.segment, what)
 
     def _merge(self, job: JobRecord, report: Report) -> Instruction:
         """Count the extra steps of a resent latest report: decide that segment's answer again.
@@ -352,7 +352,7 @@ class JobService:
 
     def _apply(self, job: JobRecord, report: Report) -> Instruction:
         if job.status == "cancelled":
-            raise JobCancelled(job.job_id)
+            raise JobCancelled.of(job.job_id)
         extra: dict[str, Any] = {"job_id": job.job_id, "segment": report.segment}
         started = time.perf_counter()
         controller = Controller.from_state_dict(job.state)

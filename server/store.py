@@ -15,22 +15,11 @@ from typing import Any, Literal, Protocol, get_args
 
 import sqlalchemy as sa
 
-from autolr.errors import AutoLRError, JobNotFound
+from autolr.errors import JobNotFound, StaleVersion
 from autolr.server.schema import jobs, reports
 
 JobStatus = Literal["running", "finished", "cancelled"]
 JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
-
-
-class StaleVersion(AutoLRError):
-    """A save lost a race: the job changed since it was loaded (reload and decide again)."""
-
-    def __init__(self, job_id: str, expected: int) -> None:
-        self.job_id = job_id
-        self.expected = expected
-        super().__init__(
-            f"job {job_id} is no longer at version {expected}: another request changed it first"
-        )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from autolr.search._errors import SearchError, SearchInputError
+from autolr.errors import SearchError, SearchInputError
 from autolr.search._random import RandomSearcher
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import math
 import random
 from collections.abc import Sequence
 
-from autolr.search._errors import SearchInputError
+from autolr.errors import SearchInputError
 
 #: Feasible intervals shorter than this are treated as empty (a point in them would sit
 #: within rounding of an excluded neighbourhood's edge).

@@ -27,6 +27,7 @@ from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior
 from linear_operator.utils.errors import NanError, NotPSDError
 
+from autolr.errors import SearchError, SearchInputError
 from autolr.search._common import (
     argmin_first,
     farthest_point,
@@ -36,7 +37,6 @@ from autolr.search._common import (
     validate_noise,
     validate_observations,
 )
-from autolr.search._errors import SearchError, SearchInputError
 
 #: ``choose`` trusts the GP's posterior mean only from this many observations on: with
 #: fewer, the fitted lengthscale and noise are guesswork and the raw argmin is as good.
