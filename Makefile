@@ -20,10 +20,11 @@ setup: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check autolr client server tests benchmarks
 	$(BIN)/ruff format --check autolr client server tests benchmarks
-	$(BIN)/mypy autolr
-	# import-linter walks folders: assemble the installed layout (autolr/{client,server}) first.
+	# mypy and import-linter walk folders: assemble the installed layout (autolr/{client,server}).
 	rm -rf build/lint && mkdir -p build/lint
 	cp -r autolr build/lint/autolr && cp -r client build/lint/autolr/client && cp -r server build/lint/autolr/server
+	find build/lint -name __pycache__ -prune -exec rm -rf {} +
+	cd build/lint && ../../$(BIN)/mypy --config-file ../../pyproject.toml --cache-dir ../../.mypy_cache autolr
 	cd build/lint && PYTHONPATH=. ../../$(BIN)/lint-imports --config ../../pyproject.toml
 
 # Headless Chromium for the dashboard's browser test: installed from the distribution's packages

@@ -67,7 +67,7 @@ def keep_rng() -> Iterator[None]:
     as the run whose service decided, so local decisions are invisible to the RNG.
     """
     devices: list[int] = []
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]  # torch: unannotated
         devices = list(range(torch.cuda.device_count()))
     with torch.random.fork_rng(devices=devices):
         yield

@@ -153,7 +153,7 @@ class StateSnapshot:
         payload = self._load_payload()
         if payload is None:
             return None
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
+        if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]  # torch: unannotated
             torch.cuda.synchronize()  # pinned buffers may still be filling (see `_keep`)
         copied: dict[str, Any] = _map_tensors(payload, lambda t: t.detach().to("cpu", copy=True))
         return copied

@@ -47,10 +47,10 @@ class _HoldLR(torch.optim.lr_scheduler.LRScheduler):
     checks would warn about a scheduler that does nothing.
     """
 
-    def get_lr(self) -> list[float]:  # type: ignore[override]
+    def get_lr(self) -> list[float | torch.Tensor]:
         return [float(group["lr"]) for group in self.optimizer.param_groups]
 
-    def step(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def step(self, *args: Any, **kwargs: Any) -> None:
         self.last_epoch += 1
         self._last_lr = self.get_lr()
 

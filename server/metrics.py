@@ -27,6 +27,7 @@ import logging
 import platform
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -43,6 +44,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import autolr
 
+if TYPE_CHECKING:
+    from autolr.server.store import JobStatus
+
 log = logging.getLogger(__name__)
 
 #: Decision latency buckets, in seconds: a train/anneal decision takes milliseconds, a GP fit
@@ -56,11 +60,11 @@ UNMATCHED_ROUTE = "unmatched"
 
 # ``*_created`` series double every counter and histogram and nobody reads them; the switch is
 # process-wide in prometheus_client, and every registry of this process is ours.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client: unannotated
 
 
 class _JobsCollector(Collector):
-    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+    def __init__(self, counts: Callable[[], Mapping[JobStatus, int]]) -> None:
         self._counts = counts
 
     def collect(self) -> Iterator[Metric]:
@@ -82,7 +86,7 @@ class _JobsCollector(Collector):
 class Metrics:
     """The app's metrics. ``job_counts`` is called on every scrape."""
 
-    def __init__(self, job_counts: Callable[[], Mapping[str, int]]) -> None:
+    def __init__(self, job_counts: Callable[[], Mapping[JobStatus, int]]) -> None:
         self.registry = CollectorRegistry()
         self.jobs_created = Counter("autolr_jobs_created", "Jobs created.", registry=self.registry)
         self.reports = Counter(

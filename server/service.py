@@ -15,7 +15,7 @@ from typing import Any
 
 from autolr.config import TunerConfig
 from autolr.controller import Controller
-from autolr.errors import ConfigError, Conflict, ReportError
+from autolr.errors import ConfigError, Conflict, ReportError, StaleVersion
 from autolr.plan import stage_plan
 from autolr.protocol import Instruction, Report
 from autolr.server import auth
@@ -29,7 +29,7 @@ from autolr.server.errors import (
     not_found,
 )
 from autolr.server.metrics import Metrics
-from autolr.server.store import JobRecord, JobStore, JobUpdate, StaleVersion, StoredReport
+from autolr.server.store import JobRecord, JobStore, JobUpdate, StoredReport
 
 log = logging.getLogger(__name__)
 
