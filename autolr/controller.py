@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from autolr.budget import with_total_steps
 from autolr.config import TunerConfig
-from autolr.errors import Conflict, JobFinished, ReportError
+from autolr.errors import ConfigError, Conflict, JobFinished, ReportError
 from autolr.forecast import ExponentialForecaster, Forecaster
 from autolr.plan import StagePlan, stage_plan
 from autolr.policy import (
@@ -42,7 +43,7 @@ from autolr.policy import (
     train_diverged,
     window_noise,
 )
-from autolr.protocol import Instruction, Report
+from autolr.protocol import Branch, Instruction, Report
 from autolr.space import LogSpace
 
 if TYPE_CHECKING:
@@ -163,6 +164,9 @@ class ControllerState(BaseModel):
     current: Instruction
     stages: list[StageRecord] = Field(default_factory=list)
     segments: list[SegmentRecord] = Field(default_factory=list)
+    # Cooldown branches (kind "branch"), apart from ``segments``: decisions read the segment
+    # before a stage, and a branch's cooled loss must not become a stage's start.
+    branches: list[SegmentRecord] = Field(default_factory=list)
 
 
 def _finite(value: float) -> float | None:
@@ -352,9 +356,29 @@ class Controller:
         if report.segment != current.segment:
             raise Conflict(expected=current.segment, got=report.segment)
         self._check(report, current)
+        budget = self._new_budget(report)
         self._record_segment(report, current)
+        if budget is not None:
+            self._set_config(budget)
         state.current = self._advance(report, current)
         return state.current
+
+    def _new_budget(self, report: Report) -> TunerConfig | None:
+        """The config with the report's new ``total_steps`` (None: the report sets none)."""
+        if report.total_steps is None:
+            return None
+        used = self.steps_used + len(report.train_losses) + report.extra_steps
+        used += sum(b.steps for b in report.branches)
+        try:
+            return with_total_steps(self.config, report.total_steps, steps_used=used)
+        except ConfigError as exc:
+            raise ReportError(f"report for segment {report.segment}: {exc}") from None
+
+    def _set_config(self, config: TunerConfig) -> None:
+        """Run on with ``config`` (a new budget): the plan is the one it would have had."""
+        self.config = config
+        self.plan = stage_plan(config)
+        self._require_started().config = config
 
     @property
     def finished(self) -> bool:
@@ -446,7 +470,15 @@ class Controller:
                 f"report for segment {report.segment} has {n} train_losses, but the segment has "
                 f"only steps={current.steps}; send one loss per step run"
             )
-        if n == 0 and current.steps > 0:
+        for i, branch in enumerate(report.branches):
+            if branch.at > n or len(branch.train_losses) > branch.steps:
+                raise ReportError(
+                    f"report for segment {report.segment}: branches[{i}] starts at step "
+                    f"at={branch.at} with {len(branch.train_losses)} train_losses for "
+                    f"steps={branch.steps}; a branch starts within the {n} steps reported and "
+                    "has at most one loss per step"
+                )
+        if n == 0 and current.steps > 0 and report.total_steps is None:
             raise ReportError(
                 f"report for segment {report.segment} has no train_losses; send one loss per "
                 f"step run (the segment asked for {current.steps})"
@@ -471,11 +503,42 @@ class Controller:
                 val_losses=[(s, _finite(v)) for s, v in val],
             )
         )
-        state.steps_used += len(losses) + report.extra_steps
+        earlier = 0  # steps of the segment's branches before this one
+        for branch in report.branches:
+            self._record_branch(branch, current, state.steps_used + branch.at + earlier)
+            earlier += branch.steps
+        state.steps_used += len(losses) + report.extra_steps + earlier
+
+    def _record_branch(self, branch: Branch, current: Instruction, start: int) -> None:
+        """Log a cooldown branch that began at step ``start`` (branches count as used)."""
+        state = self._require_started()
+        losses = branch.train_losses
+        inst = Instruction(
+            segment=current.segment,
+            kind="branch",
+            lr=branch.lr,
+            lr_end=branch.lr_end,
+            steps=branch.steps,
+            stage=current.stage,
+        )
+        state.branches.append(
+            SegmentRecord(
+                instruction=inst,
+                start_step=start,
+                steps_run=branch.steps,
+                loss_mean=tail_mean(losses, 1.0) if losses else None,
+                loss_last=tail_mean(losses),
+                losses=_bucket_means(losses, LOG_POINTS_PER_SEGMENT),
+            )
+        )
 
     def _advance(self, report: Report, current: Instruction) -> Instruction:
         state = self._require_started()
         nxt = current.segment + 1
+        if report.total_steps is not None:
+            ending = self._budget_ending(nxt, report, current)
+            if ending is not None:
+                return ending
         if current.kind == "probe":
             stage = state.stages[-1]
             if self.config.objective == "final" and stage.pending is None:
@@ -504,6 +567,55 @@ class Controller:
                 return chunk
         # warmup or train finished: start the next stage (or finish)
         return self._begin_stage(nxt, len(state.stages), last_lr=current.lr_end)
+
+    def _budget_ending(
+        self, segment: int, report: Report, current: Instruction
+    ) -> Instruction | None:
+        """After a new budget: the final decay, when it must start now (None: plan as usual).
+
+        The client stops the running segment where the new budget's decay must start
+        (`autolr.budget.segment_stop`), so the steps left are the decay's. A train segment
+        needs nothing special (its usual path, rollback included, anneals when no room is
+        left). A running anneal decays on to the same end over the new remaining steps; a
+        probe's stage decides from its whole probes (or holds the previous stage's LR) and
+        the decay starts from the stage snapshot, never from a probe's state.
+        """
+        ran = len(report.train_losses)
+        if current.kind == "anneal":
+            remaining = self._remaining() or 0
+            if remaining <= 0:
+                return self._finish(segment, current.lr_at(ran))
+            return Instruction(
+                segment=segment,
+                kind="anneal",
+                lr=current.lr_at(ran),
+                lr_end=current.lr_end,
+                steps=remaining,
+                eval_every=remaining if self.config.loss_source != "train" else None,
+                stage=current.stage,
+            )
+        if (self._stage_room() or 0) > 0 or current.kind == "train":
+            return None
+        if current.kind == "warmup":
+            return self._anneal(segment, current.lr_at(ran))
+        stage = self._require_started().stages[-1]
+        whole = ran == current.steps and (
+            self.config.objective == "horizon" or stage.pending is not None
+        )
+        if whole:
+            self._record_probe(stage, report, current)
+        stage.pending, stage.pending_val = None, []
+        previous = self._previous_lr()
+        if previous is None or any(p.objective is not None for p in stage.probes):
+            decision = self._decide(stage)
+        else:
+            decision = hold(previous, self.config.objective, "a new budget starts the decay")
+        stage.decisions.append(decision)
+        stage.chosen_lr, stage.chosen_probe, stage.reused_probe = decision.lr, decision.probe, None
+        stage.train_steps, stage.train_left = 0, 0
+        log.info("stage %d: %s", stage.stage, decision.summary())
+        decay = self._anneal(segment, decision.lr)
+        return decay.model_copy(update={"restore": True, "decision": decision.summary()})
 
     def _next_chunk(self, segment: int, current: Instruction) -> Instruction | None:
         """The stage's next train chunk (None when its train steps are done).
@@ -921,7 +1033,10 @@ class Controller:
         if self.config.objective == "horizon":
             return stage.tau
         if self.config.total_steps is None:
-            return max(stage.tau, stage.start_step)
+            # training so far: cooldown branches ran steps the main run never saw
+            branches = self._state.branches if self._state is not None else []
+            branched = sum(b.steps_run for b in branches if b.start_step < stage.start_step)
+            return max(stage.tau, stage.start_step - branched)
         left = self.config.total_steps - stage.start_step - self.config.anneal_steps
         return max(stage.tau, left)
 

@@ -12,7 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SegmentKind = Literal["warmup", "probe", "train", "anneal"]
+#: ``branch`` is never instructed: it records a cooldown branch the client ran on its own
+#: (`Branch`), so logs, exports and dashboards can show it.
+SegmentKind = Literal["warmup", "probe", "train", "anneal", "branch"]
 
 #: Upper bound on losses in one report; a segment never exceeds τ_max steps by much.
 MAX_LOSSES_PER_REPORT = 1_000_000
@@ -58,6 +60,30 @@ class Instruction(BaseModel):
         return self.lr + (self.lr_end - self.lr) * frac
 
 
+class Branch(BaseModel):
+    """A cooldown branch the client ran inside a segment (``AutoLR.cooldown``).
+
+    It trained ``steps`` steps from a snapshot of the state after step ``at`` of the segment,
+    with the LR going linearly ``lr → lr_end``, then restored that snapshot: the segment went
+    on as if it had not run. Its steps count toward the budget; its losses are only recorded.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: int = Field(ge=0, description="Steps of the segment run before the branch started.")
+    steps: int = Field(ge=1, description="Steps the branch trained.")
+    lr: float = Field(gt=0, description="LR at the branch's first step.")
+    lr_end: float = Field(gt=0, description="LR at the branch's last step.")
+    train_losses: list[float] = Field(default_factory=list, max_length=MAX_LOSSES_PER_REPORT)
+
+    @field_validator("train_losses", mode="before")
+    @classmethod
+    def _nulls_are_nan(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [math.nan if v is None else v for v in value]
+        return value
+
+
 class Report(BaseModel):
     """The losses of one finished segment.
 
@@ -65,6 +91,8 @@ class Report(BaseModel):
     ``val_losses`` holds ``(step, loss)`` pairs, ``step`` counted from the segment's start
     (1-based: the loss after that many steps). ``extra_steps`` counts steps the client trained
     after the segment while it could not reach the controller, so the budget stays honest.
+    ``total_steps`` and ``branches`` are optional (older clients send neither): a budget set
+    mid-run, and the cooldown branches run inside the segment.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -74,6 +102,16 @@ class Report(BaseModel):
     val_losses: list[tuple[int, float]] = Field(default_factory=list, max_length=100_000)
     kind: SegmentKind | None = Field(None, description="Echo of the instruction's kind, checked.")
     extra_steps: int = Field(0, ge=0, description="Steps trained past the segment, unreported.")
+    total_steps: int | None = Field(
+        None,
+        ge=1,
+        description="A new step budget (AutoLR.set_total_steps), applied before the next "
+        "instruction. The segment may end short of its steps (none run at all included) to "
+        "let the final decay start in time.",
+    )
+    branches: list[Branch] = Field(
+        default_factory=list, max_length=1000, description="Cooldown branches run inside it."
+    )
 
     @field_validator("train_losses", mode="before")
     @classmethod

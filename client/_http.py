@@ -67,6 +67,8 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=30.0, pool=5.0)
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: A budgeted call makes no further attempt with less than this many seconds left.
 _MIN_ATTEMPT_S = 0.02
+#: Report fields newer than the first protocol: sent only when used.
+_NEW_REPORT_FIELDS = ("total_steps", "branches")
 
 
 def _network_errors(
@@ -248,7 +250,8 @@ class HttpTransport:
         body = self._request(
             "POST",
             f"/v1/jobs/{job_id}/reports",
-            content=report.model_dump_json().encode(),
+            # the optional fields only when used: a server from before them refuses them
+            content=_report_body(report),
             headers={**self._auth(), "Content-Type": "application/json"},
             segment=report.segment,
             budget=budget,
@@ -456,3 +459,10 @@ class HttpTransport:
         if status in (413, 422):
             return ConfigError(message) if create else ReportError(message)
         return RequestRejected(f"HTTP {status} from {response.request.url}: {message}")
+
+
+def _report_body(report: Report) -> bytes:
+    """The report as JSON, without the newer optional fields it leaves unused: a server from
+    before them (``extra="forbid"``) then takes the reports of runs that do not use them."""
+    unused = {name for name in _NEW_REPORT_FIELDS if not getattr(report, name)}
+    return report.model_dump_json(exclude=unused).encode()

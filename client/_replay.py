@@ -22,7 +22,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from autolr.client._results import TunerResults
 from autolr.protocol import Instruction
 
-_KINDS = frozenset({"warmup", "probe", "train", "anneal"})
+_KINDS = frozenset({"warmup", "probe", "train", "anneal", "branch"})
 _TRUE = frozenset({"1", "true", "yes"})
 
 Schedule = (
@@ -53,7 +53,8 @@ class ReplaySchedule(LRScheduler):
     those steps are part of the history and are replayed. `AutoLR.schedule` carries no such
     mark; replay the export (``autolr export``) of jobs that reuse probes.
     ``include_probes=True`` replays every segment in order instead: the LR trace of the job
-    as it ran (what the dashboard's LR chart shows), not a training history.
+    as it ran (what the dashboard's LR chart shows), not a training history. Cooldown
+    branches (kind ``branch``, `AutoLR.cooldown`) are always skipped: they trained a copy.
 
     Param groups: the replayed value is the LR of the first group; every other group keeps
     the ratio to the first group it had when the scheduler was created, as under `AutoLR`
@@ -97,7 +98,11 @@ class ReplaySchedule(LRScheduler):
         *,
         include_probes: bool = False,
     ) -> None:
-        segments = [seg for seg in _segments(_rows(schedule)) if include_probes or _replayed(seg)]
+        segments = [
+            seg
+            for seg in _segments(_rows(schedule))
+            if _ran_in_line(seg) and (include_probes or _replayed(seg))
+        ]
         if not segments:
             raise ValueError(
                 "the schedule has no segment to replay (only probes, which are skipped "
@@ -148,6 +153,12 @@ class ReplaySchedule(LRScheduler):
 def _replayed(segment: tuple[Instruction, int, bool]) -> bool:
     inst, _extra, kept = segment
     return inst.kind != "probe" or kept
+
+
+def _ran_in_line(segment: tuple[Instruction, int, bool]) -> bool:
+    """Not a cooldown branch: it ran inside another segment from a copy, and even the LR
+    trace (``include_probes``) draws the main run, whose steps went on around it."""
+    return segment[0].kind != "branch"
 
 
 def _rows(schedule: Schedule) -> Iterable[Any]:

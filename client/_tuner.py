@@ -26,6 +26,8 @@ from typing import Any, cast
 
 import torch
 
+from autolr.budget import segment_stop, with_total_steps
+from autolr.client._branch import CooldownBranch, OnDone
 from autolr.client._distributed import Group, current_group
 from autolr.client._eval import ValFn, evaluate
 from autolr.client._link import EMBEDDED, Link
@@ -39,7 +41,7 @@ from autolr.client._transport import LocalTransport, Transport
 from autolr.client.errors import ClientError, TunerFinished
 from autolr.config import TunerConfig
 from autolr.errors import ConfigError
-from autolr.protocol import Instruction, Report
+from autolr.protocol import Branch, Instruction, Report
 
 log = logging.getLogger("autolr.client")
 
@@ -58,7 +60,7 @@ PLAN_DECAY_END = 1e-3
 PLAN_CHUNK_STEPS = 10_000
 
 # Modes. Anything but _RUN is falsy-tested once per step to leave the hot path.
-_RUN, _FINISHED, _CLOSED = 0, 3, 4
+_RUN, _FINISHED, _CLOSED, _BRANCH = 0, 3, 4, 5
 _MODES = (_RUN, _FINISHED)
 _START = "start"  # the request for the job's first instruction
 
@@ -205,6 +207,10 @@ class AutoLR:
         self._best = StateSnapshot(
             model, optimizer, scaler=scaler, device=snapshot_device, directory=snapshot_dir
         )
+        # The main run's state while a cooldown branch trains (`cooldown`).
+        self._branch_snapshot = StateSnapshot(
+            model, optimizer, scaler=scaler, device=snapshot_device, directory=snapshot_dir
+        )
         self._lrs = GroupLR(optimizer)
         self._lr = float(optimizer.param_groups[0]["lr"])
         self._progress = Progress(progress)
@@ -218,8 +224,16 @@ class AutoLR:
         self._mode = _RUN
         self._mode_at_close = _RUN
         self._pos = 0
+        self._stop = 0  # steps of the current segment to run (fewer after set_total_steps)
         self._losses: list[Loss] = []
         self._chunks: list[torch.Tensor] = []
+        # For the current segment's report: a budget set mid-run, the branches run inside it.
+        self._new_total: int | None = None
+        self._branches: list[Branch] = []
+        self._branch: CooldownBranch | None = None
+        # The job's config as created (the record's replays start from it); `_config` carries
+        # the budget in force.
+        self._job_config = self._config
         self._val: list[tuple[int, Loss]] = []
         self._next_event = 1
         self._ramp = False
@@ -293,6 +307,11 @@ class AutoLR:
         return self._link.mode if self._link is not None else None
 
     @property
+    def in_cooldown(self) -> bool:
+        """True while a cooldown branch (`cooldown`) trains: steps now go to the branch."""
+        return self._mode == _BRANCH
+
+    @property
     def steps_run(self) -> int:
         """Optimizer steps seen so far: segments, the current one, and steps without a job."""
         done: int = sum(s.steps + s.extra_steps for s in self._schedule)
@@ -308,6 +327,9 @@ class AutoLR:
             TunerFinished: the budget is spent (check `finished` and stop the loop).
         """
         if self._mode:
+            if self._mode == _BRANCH:
+                self._branch_step(loss)
+                return
             self._held_step()
             return
         if isinstance(loss, torch.Tensor):
@@ -333,7 +355,7 @@ class AutoLR:
         every = self._eval_every
         if every is not None and pos % every == 0 and self._val_fn is not None:
             self._val.append((pos, evaluate(self._model, self._val_fn)))
-        if pos >= inst.steps:
+        if pos >= self._stop:
             self._end_segment()
             return
         if pos % CHUNK_STEPS == 0:
@@ -349,12 +371,111 @@ class AutoLR:
     def _next_event_after(self, pos: int) -> int:
         inst = self._inst
         assert inst is not None
-        nxt = min(inst.steps, (pos // CHUNK_STEPS + 1) * CHUNK_STEPS)
+        nxt = min(self._stop, (pos // CHUNK_STEPS + 1) * CHUNK_STEPS)
         if self._ramp:
             nxt = min(nxt, pos + 1)
         if self._eval_every is not None:
             nxt = min(nxt, (pos // self._eval_every + 1) * self._eval_every)
         return nxt
+
+    # ----------------------------------------------------------------- budget and branches
+    def set_total_steps(self, total_steps: int) -> None:
+        """Set (or change) the step budget now: the run ends at exactly ``total_steps``.
+
+        For runs started without a budget (``total_steps=None``), or whose budget changed.
+        The plan adapts as if the budget had been known: the stages that still fit, then the
+        final decay over the budget's ``anneal_fraction`` (or what is left of it when that is
+        less). The segment running now goes on unless it would reach into the decay: then it
+        ends where the decay must start (at once if that point has passed; a running decay
+        decays on to the new end). The controller learns the budget with that segment's
+        report, so a server job and its replays follow it too. Under data parallelism call it
+        on every rank at the same step.
+
+        Raises:
+            ConfigError: ``total_steps`` (a ValueError) is below the steps already run
+                (`steps_run`, cooldown branches included) or too small for the config.
+            ClientError: the run has finished or the tuner is closed, or a cooldown branch
+                is running (set it after the branch).
+        """
+        self._check_running("set_total_steps")
+        inst = self._inst
+        assert inst is not None
+        config = with_total_steps(self._config, total_steps, steps_used=self.steps_run)
+        stop = segment_stop(config, inst, start=self.steps_run - self._pos, ran=self._pos)
+        self._config, self._new_total = config, total_steps
+        self._stop = min(self._stop, stop)
+        if self._pos >= self._stop:
+            self._end_segment()
+        else:
+            self._next_event = self._next_event_after(self._pos)
+
+    def cooldown(self, steps: int, on_done: OnDone) -> None:
+        """Branch off a cooled model: the next ``steps`` steps decay the LR to ~0 from a copy.
+
+        The tuner snapshots model, optimizer (and scaler) now; the next ``steps`` calls of
+        `step` train a branch whose LR goes linearly from the LR in use to
+        ``autolr.policy.THRESHOLDS.anneal_end_ratio`` of it. After its last step the tuner
+        calls ``on_done(model)`` with the cooled model (evaluate it, save it), restores the
+        snapshot and sets the LR back: the main run continues exactly as it was. The branch's
+        steps count toward the budget, and the controller records the branch (kind
+        ``"branch"``: logs, dashboard, export; replays skip it, as the main run never saw it).
+        Under data parallelism call it on every rank at the same step.
+
+        Raises:
+            ValueError: ``steps`` is not a positive integer, or (with a budget) the branch
+                would not leave the run room to end at ``total_steps``.
+            ClientError: the run has finished, the tuner is closed, or a branch is running.
+        """
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps={steps!r} must be a positive integer number of steps")
+        if not callable(on_done):
+            raise TypeError(f"on_done must be callable with the model, got {on_done!r}")
+        self._check_running("cooldown")
+        inst = self._inst
+        assert inst is not None
+        total = self._config.total_steps
+        if total is not None:
+            room = total - self.steps_run - (self._stop - self._pos)
+            if steps > room:
+                raise ValueError(
+                    f"steps={steps}: a cooldown branch counts toward total_steps={total}, and "
+                    f"only {max(room, 0)} steps fit beside the {self._stop - self._pos} left in "
+                    f"the running {inst.kind} segment"
+                    + (" (the run's own final decay is running)" if inst.kind == "anneal" else "")
+                )
+        self._branch = CooldownBranch.begin(
+            inst,
+            at=self._pos,
+            lr=self._lr,
+            steps=steps,
+            on_done=on_done,
+            snapshot=self._branch_snapshot,
+        )
+        self._mode = _BRANCH
+        self._set_lr(self._branch.ramp.lr_at(0))
+
+    def _check_running(self, what: str) -> None:
+        if self._mode == _BRANCH:
+            raise ClientError(f"{what}: a cooldown branch is running; call it after the branch")
+        if self._mode != _RUN or self._inst is None:
+            state = "finished" if self.finished else "closed"
+            raise ClientError(f"{what}: the tuner is {state}")
+
+    def _branch_step(self, loss: float | torch.Tensor) -> None:
+        branch = self._branch
+        assert branch is not None
+        branch.losses.append(loss.detach() if isinstance(loss, torch.Tensor) else float(loss))
+        if not branch.done:
+            self._set_lr(branch.ramp.lr_at(len(branch.losses)))
+            return
+        train, _ = read_losses(branch.losses, [], self._group, [])
+        self._branch, self._mode = None, _RUN
+        self._branches.append(branch.record(train))
+        self._schedule.append(Segment.ran(branch.ramp, len(train)))
+        try:
+            branch.finish(self._model)
+        finally:
+            self._set_lr(branch.lr_before)
 
     def _held_step(self) -> None:
         if self._mode == _FINISHED:
@@ -371,7 +492,15 @@ class AutoLR:
             train_losses=train,
             val_losses=[(j, v) for (j, _), v in zip(self._val, val, strict=True)],
             kind=inst.kind,
+            total_steps=self._new_total,
+            branches=self._branches,
         )
+        self._new_total, self._branches = None, []
+        if self._plan is not None and (report.total_steps is not None or report.branches):
+            self._plan = None  # no controller: the tuner's own ending, for the new step count
+            self._schedule.append(Segment.ran(inst, len(train)))
+            self._plan = self._hold_plan()
+            self._schedule.pop()
         self._schedule.append(Segment.ran(inst, len(train)))
         if inst.kind == "probe":
             self._stage_probes.append((inst.lr, _tail_mean(train)))
@@ -537,7 +666,7 @@ class AutoLR:
 
     def _hold_lr(self) -> float:
         for seg in reversed(self._schedule):
-            if seg.kind != "probe":
+            if seg.kind not in ("probe", "branch"):
                 return seg.lr_end
         probes = [(tail, lr) for lr, tail in self._stage_probes if tail is not None]
         if probes:
@@ -568,6 +697,7 @@ class AutoLR:
         # AutoLRS pitfall 6: a restore brings back the snapshot's LR; always set it afterwards.
         self._set_lr(inst.lr_at(0))
         self._pos = 0
+        self._stop = inst.steps
         self._configure_segment(inst)
         self._log_stage(inst)
         if inst.steps == 0:
@@ -627,7 +757,8 @@ class AutoLR:
     # ----------------------------------------------------------------- logging
     def _log_stage(self, inst: Instruction) -> None:
         """One line per stage, when its search is over and its train segment begins."""
-        if inst.kind != "train" or not self._schedule or self._schedule[-1].kind != "probe":
+        ran = [s for s in self._schedule if s.kind != "branch"]
+        if inst.kind != "train" or not ran or ran[-1].kind != "probe":
             return
         if self._group is not None and not self._group.leader:
             return
@@ -709,6 +840,11 @@ class AutoLR:
         losses are its own; loading rank 0's state on every rank is fine (the part of the
         segment before the checkpoint then counts rank 0's losses).
         """
+        if self._branch is not None:
+            raise ClientError(
+                "state_dict: a cooldown branch is running (the model is the branch's, not the "
+                "run's); take the checkpoint after the branch"
+            )
         train, val = read_losses(self._losses, [v for _, v in self._val], None, self._chunks)
         self._losses, self._chunks = list(train), []
         self._val = [(j, v) for (j, _), v in zip(self._val, val, strict=True)]
@@ -720,7 +856,13 @@ class AutoLR:
                 log.debug("transport state unavailable", exc_info=True)
         return {
             "format": STATE_FORMAT,
-            "config": self._config.model_dump(),
+            "config": self._job_config.model_dump(),
+            # a budget set mid-run (None: the config's), the steps of the running segment
+            # still to run under it, and what its report will carry
+            "total_steps": self._config.total_steps,
+            "stop": self._stop,
+            "report_total_steps": self._new_total,
+            "branches": [b.model_dump(mode="json") for b in self._branches],
             "job_id": self.job_id,
             "instruction": self._inst.model_dump() if self._inst is not None else None,
             "mode": self._mode if self._mode != _CLOSED else self._mode_at_close,
@@ -759,9 +901,12 @@ class AutoLR:
                 is malformed or does not fit this model and optimizer (the message names it).
         """
         parsed = self._parse_state(state)
-        self._config = parsed["config"]
+        self._job_config = self._config = parsed["config"]
+        if parsed["total_steps"] != self._config.total_steps:
+            self._config = with_total_steps(self._config, parsed["total_steps"], steps_used=0)
+        self._new_total, self._branches = parsed["report_total_steps"], parsed["branches"]
         if self._link is not None:
-            self._link.config = self._config
+            self._link.config = self._job_config
             self._link.load(parsed["link"])
         if self._transport is not None and parsed["transport"] is not None:
             _reattach(self._transport, parsed["transport"])
@@ -778,6 +923,7 @@ class AutoLR:
         self._lrs = GroupLR(self._optimizer, parsed["lr_ratios"])
         self._snapshot.load_state_dict(state["snapshot"])
         self._best.load_state_dict(state["best_snapshot"])
+        self._stop = parsed["stop"]
         if self._mode == _RUN and self._inst is not None:
             self._configure_segment(self._inst)
             self._set_lr(self._inst.lr_at(self._pos))
@@ -825,6 +971,7 @@ class AutoLR:
                 "(the steps of its segment)"
             )
         out["pos"] = pos
+        out.update(self._parse_budget_state(state, out))
         out["losses"] = _floats(state["losses"], "losses")
         if len(out["losses"]) != pos:
             raise ValueError(f"state_dict has {len(out['losses'])} losses for pos={pos}")
@@ -872,6 +1019,39 @@ class AutoLR:
             except ValueError as exc:
                 raise ValueError(f"state_dict {key}: {exc}") from None
         return out
+
+    def _parse_budget_state(
+        self, state: Mapping[str, Any], out: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The budget set mid-run and the pending branches (absent from older checkpoints)."""
+        config: TunerConfig = out["config"]
+        inst: Instruction = out["instruction"]
+        total = state.get("total_steps", config.total_steps)
+        if total != config.total_steps:
+            try:
+                with_total_steps(config, total, steps_used=0)
+            except ConfigError as exc:
+                raise ValueError(f"state_dict total_steps: {exc}") from None
+        stop = state.get("stop", inst.steps)
+        if not _is_int(stop) or not out["pos"] <= stop <= inst.steps:
+            raise ValueError(
+                f"state_dict stop={stop!r} must be an integer in {out['pos']}..{inst.steps}"
+            )
+        pending = state.get("report_total_steps")
+        if pending is not None and pending != total:
+            raise ValueError(
+                f"state_dict report_total_steps={pending!r} differs from total_steps={total!r}"
+            )
+        try:
+            branches = [Branch.model_validate(b) for b in state.get("branches") or []]
+        except Exception as exc:
+            raise ValueError(f"state_dict branches: {exc}") from None
+        return {
+            "total_steps": total,
+            "stop": stop,
+            "report_total_steps": pending,
+            "branches": branches,
+        }
 
     def _check_transport_state(self, value: Any) -> dict[str, Any] | None:
         if value is None:
@@ -956,6 +1136,7 @@ class AutoLR:
         try:
             self._snapshot.close()
             self._best.close()
+            self._branch_snapshot.close()
         finally:
             if self._transport is not None:
                 try:
@@ -1110,7 +1291,7 @@ def _segment(value: Any, index: int) -> Segment:
         raise ValueError(f"state_dict schedule[{index}] is not a segment: {exc}") from None
     ok = (
         _is_int(seg.segment)
-        and seg.kind in ("warmup", "probe", "train", "anneal")
+        and seg.kind in ("warmup", "probe", "train", "anneal", "branch")
         and _number(seg.lr)
         and _number(seg.lr_end)
         and math.isfinite(seg.lr)

@@ -34,6 +34,7 @@ KIND_COLOURS: dict[str, str] = {
     "probe": "#D55E00",
     "train": "#009E73",
     "anneal": "#56B4E9",
+    "branch": "#CC79A7",  # a cooldown branch (AutoLR.cooldown): the main run never saw it
 }
 TRAIN_COLOUR = "#1f2937"
 VAL_COLOUR = "#CC79A7"
@@ -318,6 +319,7 @@ def lr_svg(
     *,
     frame: Frame | None = None,
     budget_steps: int | None = None,
+    branches: Sequence[SegmentRecord] = (),
 ) -> str:
     """The LR schedule over the step budget, log-scale y, on bands of segment kinds.
 
@@ -330,6 +332,7 @@ def lr_svg(
         frame: size and margins (default 1000 x 260).
         budget_steps: the job's ``total_steps``: the x axis runs to it (None: to the steps
             used).
+        branches: the job's cooldown branches, drawn as bands (the LR line is the main run's).
     """
     frame = frame or Frame()
     label = "Learning rate by step"
@@ -339,14 +342,14 @@ def lr_svg(
     lrs = [v for s in ran for v in (s.instruction.lr, s.instruction.lr_end)]
     lo, hi = min(lrs), max(lrs)
     lo, hi = (lo / 2, hi * 2) if hi <= lo * 1.01 else (lo / 1.2, hi * 1.2)
-    x = Scale(0.0, _step_span(ran, budget_steps), frame.x0, frame.x1)
+    x = Scale(0.0, _step_span([*ran, *branches], budget_steps), frame.x0, frame.x1)
     y = Scale(lo, hi, frame.y1, frame.y0, log=True)
     points: list[tuple[float, float]] = []
     for seg in ran:
         start, end = seg.start_step, seg.start_step + seg.steps_run
         points += [(x(start), y(seg.instruction.lr)), (x(end), y(seg.instruction.lr_end))]
     body = _legend(frame, [*_kind_legend(), ("lr", LR_COLOUR, "line")])
-    body += _bands(frame, x, ran)
+    body += _bands(frame, x, [*ran, *branches])
     body += _axes(frame, x, y, "step", "learning rate")
     body.append(
         el(

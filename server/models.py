@@ -88,20 +88,26 @@ class JobDetail(JobInfo):
     schedule: list[Instruction] = Field(description="Segments run so far, in order.")
     stages: list[StageRecord]
     segments: list[SegmentRecord]
+    branches: list[SegmentRecord] = Field(
+        default_factory=list, description="Cooldown branches (kind 'branch'), in order."
+    )
 
     @classmethod
     def of_record(cls, job: JobRecord, state: dict[str, Any]) -> JobDetail:
         """The detail view from a stored job and its parsed controller state."""
         segments = state.get("segments", [])
+        config = state.get("config", job.config)  # the budget in force (set mid-run or not)
         return cls.model_validate(
             {
                 **JobInfo.of(job).model_dump(),
-                "config": job.config,
+                "total_steps": config.get("total_steps"),
+                "config": config,
                 "current": state["current"],
                 "finished": bool(state["current"].get("finished", False)),
                 "schedule": [s["instruction"] for s in segments],
                 "stages": state.get("stages", []),
                 "segments": segments,
+                "branches": state.get("branches", []),
             }
         )
 

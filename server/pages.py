@@ -85,7 +85,9 @@ def job_context(detail: JobDetail, root: str) -> dict[str, Any]:
         "detail": detail,
         "root": root,
         "awaiting": "nothing (finished)" if detail.finished else describe(detail.current),
-        "lr_chart": Markup(charts.lr_svg(detail.segments, budget_steps=budget)),
+        "lr_chart": Markup(
+            charts.lr_svg(detail.segments, budget_steps=budget, branches=detail.branches)
+        ),
         "loss_chart": Markup(charts.loss_svg(detail.segments, budget_steps=budget)),
         "stages": cards,
         "min_probes_for_gp": charts.MIN_PROBES_FOR_GP,

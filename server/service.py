@@ -75,6 +75,13 @@ def check_report_bounds(report: Report) -> None:
         raise OutOfRange("segment", report.segment, 0, MAX_SEGMENT)
     if report.extra_steps > MAX_STEPS:
         raise OutOfRange("extra_steps", report.extra_steps, 0, MAX_STEPS)
+    if report.total_steps is not None and report.total_steps > MAX_STEPS:
+        raise OutOfRange("total_steps", report.total_steps, 1, MAX_STEPS)
+    for i, branch in enumerate(report.branches):
+        for name in ("at", "steps"):
+            value = getattr(branch, name)
+            if value > MAX_STEPS:
+                raise OutOfRange(f"branches.{i}.{name}", value, 0, MAX_STEPS)
     for i, (step, _value) in enumerate(report.val_losses):
         if not 0 <= step <= MAX_STEPS:
             raise OutOfRange(f"val_losses.{i}.0", step, 0, MAX_STEPS)
@@ -102,6 +109,12 @@ def content_difference(recorded: Report, sent: Report) -> str | None:
         sa_ != sb_ or not _same_float(xa, xb) for (sa_, xa), (sb_, xb) in zip(va, vb, strict=True)
     ):
         return f"val_losses differ ({len(vb)} sent, {len(va)} recorded)"
+    if recorded.total_steps != sent.total_steps:
+        return f"total_steps={sent.total_steps}, recorded {recorded.total_steps}"
+    if [b.model_dump_json() for b in recorded.branches] != [
+        b.model_dump_json() for b in sent.branches
+    ]:
+        return f"branches differ ({len(sent.branches)} sent, {len(recorded.branches)} recorded)"
     return None
 
 
@@ -262,9 +275,11 @@ class JobService:
             return self._report(job, report)
 
     def _check_sizes(self, report: Report) -> None:
+        branch_losses = [v for b in report.branches for v in b.train_losses]
         for field, values in (
             ("train_losses", report.train_losses),
             ("val_losses", report.val_losses),
+            ("branches.train_losses", branch_losses),
         ):
             if len(values) > self.max_losses_per_report:
                 raise TooManyLosses(field, len(values), self.max_losses_per_report)
