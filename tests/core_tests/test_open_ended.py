@@ -116,6 +116,9 @@ def test_branches_count_as_steps_are_logged_and_leave_decisions_alone() -> None:
     assert n >= 2
     main = [s.instruction for s in branched.segments]
     assert main == [s.instruction for s in plain.segments[: len(main)]]
+    # forecasts look as far ahead as the main run has trained, branches left out
+    forecasts = [p.forecast for st in branched.stages for p in st.probes]
+    assert forecasts == [p.forecast for st in plain.stages for p in st.probes][: len(forecasts)]
     record = branched.state_dict()["branches"][0]
     assert record["instruction"]["kind"] == "branch" and record["steps_run"] == 30
     first = next(s for s in branched.segments if s.instruction.kind == "train")
