@@ -125,6 +125,7 @@ def _same_float(x: float, y: float) -> bool:
 def _update_for(controller: Controller) -> JobUpdate:
     current = controller.current
     return JobUpdate(
+        total_steps=controller.config.total_steps,
         state=controller.state_dict(),
         status="finished" if current.finished else "running",
         segment=current.segment,

@@ -47,15 +47,27 @@ class JobRecord(JobSummary):
     state: dict[str, Any]
 
 
+#: `JobUpdate.total_steps` of a save that leaves the job's budget as it is.
+UNCHANGED = -1
+
+
 @dataclass(frozen=True)
 class JobUpdate:
-    """What a save changes: the new controller state and the listing columns derived from it."""
+    """What a save changes: the new controller state and the listing columns derived from it.
+
+    ``total_steps`` is the budget in force when a report set one mid-run (`UNCHANGED`: as is).
+    """
 
     state: dict[str, Any]
     status: JobStatus
     segment: int
     stage: int
     steps_used: int
+    total_steps: int | None = UNCHANGED
+
+    def budget(self) -> dict[str, int | None]:
+        """The ``total_steps`` column's new value, when the report changed it."""
+        return {} if self.total_steps == UNCHANGED else {"total_steps": self.total_steps}
 
 
 @dataclass(frozen=True)
@@ -202,6 +214,7 @@ def _advance_version(
             stage=update.stage,
             steps_used=update.steps_used,
             updated_at=now,
+            **update.budget(),
         )
     )
     if result.rowcount != 1:

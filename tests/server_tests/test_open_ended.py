@@ -73,6 +73,8 @@ def test_a_job_told_its_budget_late_ends_on_time_and_records_its_branch(
     ]
     assert replays[0].total_steps == replays[1].total_steps == TOTAL - 25
     token = tuner.state_dict()["transport"]["token"]
+    listed = client.get("/v1/jobs").json()
+    assert [j["total_steps"] for j in listed["jobs"] if j["job_id"] == tuner.job_id] == [TOTAL]
     page = client.get(f"/dashboard/jobs/{tuner.job_id}", headers=bearer(token))
     assert page.status_code == 200 and "band branch" in page.text
     tuner.close()
