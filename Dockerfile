@@ -6,6 +6,7 @@ COPY pyproject.toml README.md ./
 COPY autolr ./autolr
 COPY client ./client
 COPY server ./server
+COPY cli ./cli
 RUN pip install --no-cache-dir build && python -m build --wheel --outdir /dist
 
 FROM python:3.11-slim AS runtime

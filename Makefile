@@ -18,11 +18,11 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check autolr client server tests benchmarks
-	$(BIN)/ruff format --check autolr client server tests benchmarks
-	# mypy and import-linter walk folders: assemble the installed layout (autolr/{client,server}).
+	$(BIN)/ruff check autolr client server cli tests benchmarks
+	$(BIN)/ruff format --check autolr client server cli tests benchmarks
+	# mypy and import-linter walk folders: assemble the installed layout (autolr/{client,server,cli}).
 	rm -rf build/lint && mkdir -p build/lint
-	cp -r autolr build/lint/autolr && cp -r client build/lint/autolr/client && cp -r server build/lint/autolr/server
+	cp -r autolr build/lint/autolr && cp -r client build/lint/autolr/client && cp -r server build/lint/autolr/server && cp -r cli build/lint/autolr/cli
 	find build/lint -name __pycache__ -prune -exec rm -rf {} +
 	cd build/lint && ../../$(BIN)/mypy --config-file ../../pyproject.toml --cache-dir ../../.mypy_cache autolr
 	cd build/lint && PYTHONPATH=. ../../$(BIN)/lint-imports --config ../../pyproject.toml

@@ -1,4 +1,5 @@
-"""Moved: the job commands live in `autolr.cli.jobs` (``cli/jobs.py``), outside the pure core.
+"""Moved: the job commands live in `autolr.cli.jobs` (``cli/jobs.py``), outside the pure core,
+and the export format in `autolr.export`.
 
 This name stays so that old imports keep working; it is the one module of the ``autolr/``
 folder that is not core (the import contracts leave it out), and it loads the CLI only when
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 from autolr.cli.jobs import (
     DEFAULT_SERVER,
-    EXPORT_COLUMNS,
     TIMEOUT_S,
     Format,
     Status,
@@ -18,9 +18,8 @@ from autolr.cli.jobs import (
     fmt_lr,
     jobs_app,
     register,
-    schedule_rows,
-    write_csv,
 )
+from autolr.export import EXPORT_COLUMNS, schedule_rows, write_csv
 
 __all__ = [
     "DEFAULT_SERVER",

@@ -1,7 +1,7 @@
 """`TunerResults`: what a run found, in the format the server exports.
 
 Embedded mode (the default) has no service to ask for an export, so the tuner hands its record
-over as a results object: the same rows as ``autolr export`` (`autolr.cli_jobs.EXPORT_COLUMNS`,
+over as a results object: the same rows as ``autolr export`` (`autolr.export.EXPORT_COLUMNS`,
 read back by `ReplaySchedule`), one summary row per stage with the rule that chose its LR, the
 losses the controller kept for drawing, and a PNG of the LR schedule and the loss curve.
 """
@@ -51,7 +51,7 @@ class TunerResults:
         job_id: the job's id (``"local"`` in embedded mode).
         status: ``"running"`` or ``"finished"``.
         config: the job's `TunerConfig` as a JSON mapping.
-        rows: the export rows, one per segment run (`autolr.cli_jobs.EXPORT_COLUMNS`).
+        rows: the export rows, one per segment run (`autolr.export.EXPORT_COLUMNS`).
         stages: one `StageSummary` per stage.
         losses: ``(step, loss, kind)`` points to draw: per-segment bucket means of the training
             loss from the controller's record (empty when this process holds no record).
@@ -87,7 +87,7 @@ class TunerResults:
 
     def to_csv(self, path: str | os.PathLike[str] | None = None) -> str:
         """The CSV export (every digit of each LR kept); written to ``path`` when given."""
-        from autolr.cli_jobs import write_csv
+        from autolr.export import write_csv
 
         buffer = io.StringIO()
         write_csv(self.rows, buffer)
@@ -182,7 +182,7 @@ def results_from_controller(
     state: Mapping[str, Any], *, finished: bool, name: str | None = None
 ) -> TunerResults:
     """Results from `Controller.state_dict()`: the server's export rows, stages and losses."""
-    from autolr.cli_jobs import schedule_rows
+    from autolr.export import schedule_rows
 
     rows = schedule_rows(state)
     decisions: dict[int, tuple[str, str]] = {}

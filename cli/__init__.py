@@ -1,7 +1,11 @@
-"""The ``autolr`` command line.
+"""The ``autolr`` command line: a shell package (``cli/``, installed as ``autolr.cli``).
 
     autolr serve [--host H] [--port P] [--db URL] [--workers N] [--log-level L]
     autolr db upgrade [--db URL]
+    autolr jobs list|show|cancel, autolr export      (`autolr.cli.jobs`)
+
+It lives outside the pure core (``autolr/``), like the client and the server it drives: typer,
+httpx and rich are shell libraries, and the core never imports them (an import-linter contract).
 
 Options left out fall back to the ``AUTOLR_*`` environment (``AUTOLR_DATABASE_URL``, ...), then
 to the defaults in `autolr.server.settings.Settings`. The server's modules are imported only
@@ -14,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from autolr.cli_jobs import register as register_job_commands
+from autolr.cli.jobs import register as register_job_commands
 
 if TYPE_CHECKING:
     from autolr.server.settings import Settings
@@ -27,7 +31,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-register_job_commands(app)  # jobs list|show|cancel, export (autolr/cli_jobs.py)
+register_job_commands(app)  # jobs list|show|cancel, export (cli/jobs.py)
 
 DbOption = Annotated[
     str | None,
