@@ -12,7 +12,6 @@ on a train segment, never on a probe.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import sys
@@ -44,6 +43,7 @@ from autolr.policy import (
     window_noise,
 )
 from autolr.protocol import Branch, Instruction, Report
+from autolr.search import accepts_noise
 from autolr.space import LogSpace
 
 if TYPE_CHECKING:
@@ -276,18 +276,11 @@ def _blew_up(probe: ProbeRecord) -> bool:
     return not probe.ok and ("non-finite" in probe.reason or "exploding" in probe.reason)
 
 
-def _takes_noise(method: Callable[..., Any]) -> bool:
-    """Does a searcher method accept ``noise=``? Searchers written before the keyword joined
-    the protocol do not; they get the forecasts alone instead of failing every decision."""
-    try:
-        params = inspect.signature(method).parameters.values()
-    except (TypeError, ValueError):  # no signature to read (a C callable): pass it
-        return True
-    return any(p.name == "noise" or p.kind is p.VAR_KEYWORD for p in params)
-
-
-def _noise_kwargs(method: Callable[..., Any], noise: list[float] | None) -> dict[str, Any]:
-    return {"noise": noise} if noise is not None and _takes_noise(method) else {}
+def _noise_kwargs(
+    searcher: Searcher, method: Callable[..., Any], noise: list[float] | None
+) -> dict[str, Any]:
+    """``noise=`` for a searcher that declares it takes it (`autolr.search.SearcherBase`)."""
+    return {"noise": noise} if noise is not None and accepts_noise(searcher, method) else {}
 
 
 def _derive_seed(seed: int, stage: int, probe: int) -> int:
@@ -911,11 +904,11 @@ class Controller:
         try:
             decide = getattr(self.searcher, "decide", None)
             if decide is not None:
-                extra = _noise_kwargs(decide, noise)
+                extra = _noise_kwargs(self.searcher, decide, noise)
                 x_next, gain = decide(x_seen, y, seed=seed, bounds=stage.bounds, **extra)
                 return float(x_next), float(gain) * y_scale
             propose = self.searcher.propose
-            extra = _noise_kwargs(propose, noise)
+            extra = _noise_kwargs(self.searcher, propose, noise)
             x_next = propose(x_seen, y, seed=seed, bounds=stage.bounds, **extra)
             return x_next, math.inf
         except Exception as exc:  # the job must go on: fall back to random search
@@ -1211,7 +1204,8 @@ class Controller:
             y_unit, y_scale = _normalized(y)
             noise = self._variances([stage.probes[p.probe] for p in candidates], y_scale)
             try:
-                j = self.searcher.choose(x, y_unit, **_noise_kwargs(self.searcher.choose, noise))
+                extra = _noise_kwargs(self.searcher, self.searcher.choose, noise)
+                j = self.searcher.choose(x, y_unit, **extra)
             except Exception as exc:
                 stage.search_fallbacks.append(f"choose: {type(exc).__name__}: {exc}"[:300])
                 j = min(range(len(y)), key=lambda k: (y[k], k))

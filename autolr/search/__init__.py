@@ -22,11 +22,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from autolr.errors import SearchError, SearchInputError
+from autolr.search._common import SearcherBase as SearcherBase
+from autolr.search._common import accepts_noise as accepts_noise
 from autolr.search._random import RandomSearcher
 
 if TYPE_CHECKING:
     from autolr.search._gp import GPSearcher
 
+# `SearcherBase` and `accepts_noise` are importable from here too (the optional capabilities),
+# outside ``__all__``, whose five names are the searching surface.
 __all__ = ["GPSearcher", "RandomSearcher", "SearchError", "SearchInputError", "Searcher"]
 
 
@@ -65,8 +69,9 @@ class Searcher(Protocol):
             seed: all randomness of the proposal derives from it.
             bounds: the sub-interval of [0, 1] to propose from.
             noise: known variances of ``y`` (length n, each finite and ≥ 0) or None; a
-                searcher may ignore them but must validate them. Optional in the protocol:
-                the controller calls a method without the keyword with the outcomes alone.
+                searcher may ignore them but must validate them. Declared by
+                ``accepts_noise`` (`SearcherBase`: True); a searcher that declares False, or
+                an undeclared one whose method lacks the keyword, gets the outcomes alone.
 
         Returns:
             A point in [0, 1], at least the searcher's ``min_distance`` from every observed

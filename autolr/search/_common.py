@@ -5,16 +5,50 @@ All points live in ``[0, 1]``, the normalized log-LR of ``autolr.space.LogSpace`
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 from autolr.errors import SearchInputError
 
 #: Feasible intervals shorter than this are treated as empty (a point in them would sit
 #: within rounding of an excluded neighbourhood's edge).
 _MIN_INTERVAL = 1e-12
+
+
+class SearcherBase:
+    """The optional parts of the `Searcher` contract, declared with their defaults.
+
+    A searcher states what it supports instead of the controller guessing it from signatures.
+    Subclass it (``RandomSearcher`` and ``GPSearcher`` do) and override what differs.
+
+    Attributes:
+        accepts_noise: ``propose``, ``choose`` (and ``decide``, where present) take the
+            ``noise=`` keyword (known variances of the outcomes). True by default: the
+            keyword is part of the protocol.
+    """
+
+    accepts_noise: ClassVar[bool] = True
+
+
+def accepts_noise(searcher: object, method: Callable[..., Any]) -> bool:
+    """Whether to pass ``noise=`` to ``method``, a method of ``searcher``.
+
+    A searcher that declares `SearcherBase.accepts_noise` is taken at its word. One that does
+    not (written before the keyword joined the protocol, and not a `SearcherBase`) is read from
+    the method's signature, so it gets the outcomes alone instead of failing every decision.
+    """
+    declared = getattr(searcher, "accepts_noise", None)
+    if isinstance(declared, bool):
+        return declared
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a C callable): pass it
+        return True
+    return any(p.name == "noise" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def validate_observations(

@@ -29,6 +29,7 @@ from linear_operator.utils.errors import NanError, NotPSDError
 
 from autolr.errors import SearchError, SearchInputError
 from autolr.search._common import (
+    SearcherBase,
     argmin_first,
     farthest_point,
     space_filling_point,
@@ -226,7 +227,7 @@ def _posterior(model: SingleTaskGP, points: torch.Tensor) -> tuple[torch.Tensor,
     return mean, std
 
 
-class GPSearcher:
+class GPSearcher(SearcherBase):
     """Bayesian optimization of the log-LR with a GP and a lower confidence bound.
 
     ``propose`` works in two phases:

@@ -6,6 +6,7 @@ import random
 from collections.abc import Sequence
 
 from autolr.search._common import (
+    SearcherBase,
     argmin_first,
     farthest_point,
     feasible_intervals,
@@ -17,7 +18,7 @@ from autolr.search._common import (
 )
 
 
-class RandomSearcher:
+class RandomSearcher(SearcherBase):
     """Propose points uniformly in ``x_unit`` (log-uniform in LR), away from observations.
 
     Stateless and free of optional dependencies (no torch), so the controller can always
