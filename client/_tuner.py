@@ -682,6 +682,10 @@ class AutoLR:
         self._inst = inst
         self._mode = _RUN
         if inst.finished:
+            if inst.restore and self._snapshot.taken:
+                # a budget that ended in a probe (set_total_steps(steps_run)): the stage's
+                # state, never a probe's, is the run's last
+                self._snapshot.restore()
             self._mode = _FINISHED
             self._log_finish()
             return

@@ -198,3 +198,24 @@ def test_a_checkpoint_keeps_a_budget_set_mid_run() -> None:
     assert steps == 300 == resumed.steps_run
     assert resumed.schedule[-1].kind == "anneal"
     resumed.close()
+
+
+def test_a_budget_that_ends_inside_a_probe_leaves_the_stage_state_not_the_probe() -> None:
+    model, opt = _setup()
+    tuner = AutoLR(model, opt, progress=False, **OPEN)
+    stage_start: dict[str, Any] = {}
+    steps = 0
+    while True:
+        inst = tuner.instruction
+        assert inst is not None
+        if inst.snapshot and tuner.segment_step == 0:
+            stage_start = {k: v.clone() for k, v in model.state_dict().items()}
+        if inst.kind == "probe" and inst.probe == 1 and tuner.segment_step == 5 and steps > 200:
+            break
+        tuner.step(_step(model, opt, steps))
+        steps += 1
+    tuner.set_total_steps(steps)
+    assert tuner.finished and tuner.steps_run == steps
+    now = model.state_dict()
+    assert all(torch.equal(now[k], v) for k, v in stage_start.items())
+    tuner.close()
