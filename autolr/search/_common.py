@@ -207,13 +207,16 @@ def farthest_point(x_unit: Sequence[float]) -> float:
 def space_filling_point(
     x_unit: Sequence[float], *, n_strata: int, min_distance: float, seed: int
 ) -> float:
-    """The next point of a seeded stratified (1-D Latin hypercube) design.
+    """The next point of a seeded, randomly shifted grid (a stratified design, evenly spaced).
 
     [0, 1] is cut into ``n_strata`` equal strata; ``seed`` fixes a visiting order of the
-    strata and one uniform point per stratum. The result is the design point of the first
-    stratum, in that order, that holds no observation yet. Because it looks at where the
-    observations are rather than at how many there are, the design stays stratified even
-    when the caller changes ``seed`` between calls or observed other points.
+    strata. Every stratum's design point sits at the same offset within it, so the design
+    points are exactly ``1 / n_strata`` apart: the offset of the first observation when there
+    is one (the design goes on from where it started, whatever seed the caller passes next),
+    else a uniform draw. The result is the design point of the first stratum, in that order,
+    that holds no observation yet. (Independent offsets per stratum, a Latin hypercube, put
+    two of three points 0.05 apart: on a 5-decade range two probes a factor 1.7 apart and a
+    gap of 2.9 decades, and stage 0 trained 300x below the best LR.)
 
     A design point closer than ``min_distance`` to an observation (a neighbour across the
     stratum boundary) is redrawn uniformly from the stratum's feasible part; if no empty
@@ -232,7 +235,10 @@ def space_filling_point(
     rng = random.Random(seed)
     order = list(range(n_strata))
     rng.shuffle(order)
-    offsets = [rng.random() for _ in range(n_strata)]
+    shift = rng.random()
+    if x_unit:
+        shift = (x_unit[0] * n_strata) % 1.0
+    offsets = [shift] * n_strata
     width = 1.0 / n_strata
     occupied = {min(int(v * n_strata), n_strata - 1) for v in x_unit}
     for stratum in order:

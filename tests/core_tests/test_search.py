@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -248,6 +249,18 @@ def test_space_filling_fills_an_empty_stratum_whatever_the_seed() -> None:
     for seed in range(4):
         x_unit.append(searcher.propose(x_unit, [0.0] * len(x_unit), seed=seed))
     assert sorted(int(x * 4) for x in x_unit) == [0, 1, 2, 3]
+
+
+def test_space_filling_points_are_evenly_spaced_whatever_the_seeds() -> None:
+    """A Latin hypercube (independent offsets per stratum) put two of three probes 0.05 apart
+    and left a 2.9-decade gap; a shifted grid keeps every design point 1/n from the next."""
+    for first_seed in range(20):
+        searcher = GPSearcher(n_init=3)
+        x_unit: list[float] = []
+        for i in range(3):
+            x_unit.append(searcher.propose(x_unit, [0.0] * len(x_unit), seed=first_seed * 7 + i))
+        gaps = [b - a for a, b in itertools.pairwise(sorted(x_unit))]
+        assert gaps == pytest.approx([1 / 3, 1 / 3])
 
 
 def test_gp_propose_is_bit_identical_for_the_same_inputs_and_leaves_torch_rng_alone() -> None:
