@@ -57,7 +57,13 @@ def test_a_budget_in_a_report_ends_the_job_at_exactly_that_step_decayed(
 
 
 def test_a_decay_that_must_start_during_a_probe_starts_from_the_stage_snapshot() -> None:
-    ctl = _budget_late(500, 700)  # step 500 falls in a probe
+    # a step inside a later stage's probe, found on the same job run without a budget
+    ctl, model = Controller(TunerConfig(**OPEN)), NoisyQuadratic(seed=0)
+    inst = ctl.start()
+    while not (inst.kind == "probe" and inst.stage >= 1 and inst.steps >= 4):
+        inst = ctl.report(_follow(model, inst))
+    set_at = ctl.steps_used + inst.steps // 2
+    ctl = _budget_late(set_at, set_at + 200)
     cut = ctl.segments[-2]
     assert cut.instruction.kind == "probe" and cut.steps_run < cut.instruction.steps
     decay = ctl.schedule[-1]

@@ -223,6 +223,24 @@ def _killed_run(
     tuner.close()
 
 
+def _kill_window(reference: dict[str, Any]) -> tuple[int, int]:
+    """Steps after stage 0 from which at least three segment boundaries (chunks included)
+    come before the final anneal, so that an outage of 1-2 boundaries ends, and is met by a
+    request, before the run's last, long segment (the range follows the schedule the
+    controller makes, instead of steps that assumed one)."""
+    ends, step = [], 0
+    stage_1 = None
+    for inst in reference["schedule"]:
+        if inst.kind == "anneal":
+            break
+        if stage_1 is None and inst.stage >= 1:
+            stage_1 = step
+        step += inst.steps
+        ends.append(step)
+    assert stage_1 is not None and len(ends) >= 4, "no room for kills before the anneal"
+    return stage_1, ends[-4]
+
+
 def test_sigkills_at_random_steps_leave_the_run_as_if_uninterrupted_sqlite(
     server_factory: Callable[..., ServerProcess],
     sqlite_url: str,
@@ -233,12 +251,14 @@ def test_sigkills_at_random_steps_leave_the_run_as_if_uninterrupted_sqlite(
     server = server_factory(sqlite_url).start()
     rng = random.Random(16)
     # the first kill lands in stage 0's probes (the model is in a probe state when the
-    # server dies); the others at random steps in stages 1 and 2, so that each outage ends
+    # server dies); the others at random steps of the later stages, so that each outage ends
     # before the final anneal (one long segment)
+    lo, hi = _kill_window(reference)
+    middle = (lo + hi) // 2
     _killed_run(
         server,
         reference,
-        [45, rng.randrange(150, 300), rng.randrange(330, 450)],
+        [45, rng.randrange(lo, middle), rng.randrange(middle, hi)],
         seed=1,
         caplog=caplog,
     )
@@ -254,10 +274,12 @@ def test_sigkills_at_random_steps_leave_the_run_as_if_uninterrupted_postgres(
 ) -> None:
     server = server_factory(postgres_url).start()
     rng = random.Random(61)
+    lo, hi = _kill_window(reference)
+    middle = (lo + hi) // 2
     _killed_run(
         server,
         reference,
-        [rng.randrange(30, 150), rng.randrange(200, 300), rng.randrange(330, 450)],
+        [rng.randrange(30, lo), rng.randrange(lo, middle), rng.randrange(middle, hi)],
         seed=2,
         caplog=caplog,
     )
