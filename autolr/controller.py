@@ -105,9 +105,6 @@ class StageRecord(BaseModel):
     baseline_spread: float = 0.0
     baseline_noise: float = 0.0  # per-step loss noise of the segment before the stage
     baseline_error: float = 0.0  # standard error of ``baseline`` (a mean of noisy losses)
-    # No segment before the stage (stage 0 without warmup): the baseline is the mean of the
-    # probes' first losses, each measured at the snapshot's weights before any update.
-    baseline_from_probes: bool = False
     probes: list[ProbeRecord] = Field(default_factory=list)
     chosen_lr: float | None = None
     chosen_probe: int | None = None
@@ -125,6 +122,12 @@ class StageRecord(BaseModel):
     decisions: list[Decision] = Field(default_factory=list)  # the policy's; last one trains
     pending: list[float] | None = None  # a "final" probe's constant part, awaiting its tail
     pending_val: list[tuple[int, float]] = Field(default_factory=list)
+
+    @property
+    def starts_cold(self) -> bool:
+        """No segment ran before the stage (stage 0 without warmup): its ``baseline`` is the
+        mean of its probes' first losses, each measured at the snapshot's weights."""
+        return self.start_step == 0
 
     @property
     def decision(self) -> Decision | None:
@@ -844,7 +847,6 @@ class Controller:
                 baseline_spread=_spread(previous.losses) if previous is not None else 0.0,
                 baseline_noise=(previous.loss_noise or 0.0) if previous is not None else 0.0,
                 baseline_error=_baseline_error(previous) if previous is not None else 0.0,
-                baseline_from_probes=previous is None,
             )
         )
         stage = state.stages[-1]
@@ -1094,7 +1096,7 @@ class Controller:
             losses = list(report.train_losses)
             val = [(s, v) for s, v in report.val_losses if 0 < s <= current.steps]
         source, steps, series = self._probe_series(stage, losses, val)
-        if stage.baseline_from_probes and losses and math.isfinite(losses[0]):
+        if stage.starts_cold and losses and math.isfinite(losses[0]):
             _add_start_sample(stage, losses[0], step_noise(losses))
         fc = self.forecaster.forecast(steps, series, float(self._horizon(stage)))
         ok, reason = fc.ok, fc.reason

@@ -877,7 +877,7 @@ def test_stage_0_starts_from_the_mean_of_its_probes_first_losses() -> None:
     while inst.kind == "train" or ctl.stages[-1].stage == 0:
         inst = ctl.report(model.follow(inst))
     later, before = ctl.stages[-1], ctl.segments[-1]
-    assert later.baseline == before.loss_last and not later.baseline_from_probes
+    assert later.baseline == before.loss_last and not later.starts_cold
     window = max(1, int(0.1 * before.steps_run))
     assert before.loss_last_error is not None
     assert later.baseline_error == before.loss_last_error

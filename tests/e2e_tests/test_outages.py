@@ -237,11 +237,12 @@ def _killed_run(
     tuner.close()
 
 
-def _kill_window(reference: dict[str, Any]) -> tuple[int, int]:
-    """Steps after stage 0 from which at least three segment boundaries (chunks included)
-    come before the final anneal, so that an outage of 1-2 boundaries ends, and is met by a
-    request, before the run's last, long segment (the range follows the schedule the
-    controller makes, instead of steps that assumed one)."""
+def _kill_steps(reference: dict[str, Any], rng: random.Random, first: int | None) -> list[int]:
+    """Three kill steps: ``first`` (or a random step of stage 0), then one in each half of the
+    later stages' steps from which at least three segment boundaries (chunks included) come
+    before the final anneal, so that an outage of 1-2 boundaries ends, and is met by a request,
+    before the run's last, long segment (the range follows the schedule the controller makes,
+    instead of steps that assumed one)."""
     ends, step = [], 0
     stage_1 = None
     for inst in reference["schedule"]:
@@ -252,7 +253,10 @@ def _kill_window(reference: dict[str, Any]) -> tuple[int, int]:
         step += inst.steps
         ends.append(step)
     assert stage_1 is not None and len(ends) >= 4, "no room for kills before the anneal"
-    return stage_1, ends[-4]
+    lo, hi = stage_1, ends[-4]
+    middle = (lo + hi) // 2
+    start = first if first is not None else rng.randrange(30, lo)
+    return [start, rng.randrange(lo, middle), rng.randrange(middle, hi)]
 
 
 def test_sigkills_at_random_steps_leave_the_run_as_if_uninterrupted_sqlite(
@@ -263,19 +267,10 @@ def test_sigkills_at_random_steps_leave_the_run_as_if_uninterrupted_sqlite(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = server_factory(sqlite_url).start()
-    rng = random.Random(16)
-    # the first kill lands in stage 0's probes (the model is in a probe state when the
-    # server dies); the others at random steps of the later stages, so that each outage ends
-    # before the final anneal (one long segment)
-    lo, hi = _kill_window(reference)
-    middle = (lo + hi) // 2
-    _killed_run(
-        server,
-        reference,
-        [45, rng.randrange(lo, middle), rng.randrange(middle, hi)],
-        seed=1,
-        caplog=caplog,
-    )
+    # the first kill lands in stage 0's probes (the model is in a probe state when the server
+    # dies); the others at random steps of the later stages
+    kills = _kill_steps(reference, random.Random(16), first=45)
+    _killed_run(server, reference, kills, seed=1, caplog=caplog)
 
 
 @pytest.mark.postgres
@@ -287,16 +282,8 @@ def test_sigkills_at_random_steps_leave_the_run_as_if_uninterrupted_postgres(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = server_factory(postgres_url).start()
-    rng = random.Random(61)
-    lo, hi = _kill_window(reference)
-    middle = (lo + hi) // 2
-    _killed_run(
-        server,
-        reference,
-        [rng.randrange(30, lo), rng.randrange(lo, middle), rng.randrange(middle, hi)],
-        seed=2,
-        caplog=caplog,
-    )
+    kills = _kill_steps(reference, random.Random(61), first=None)
+    _killed_run(server, reference, kills, seed=2, caplog=caplog)
 
 
 # ------------------------------------------------------------------ hangs
