@@ -13,7 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from autolr.errors import ConfigError
 from autolr.policy import Objective
 
-LossSource = Literal["train", "val", "auto"]
+#: The loss the probes are judged on. ``"val-if-given"`` (default): the validation loss in every
+#: stage when the client has a validation function, else the training loss — the objective is
+#: the validation loss at the end of the budget, and a noisy training loss hid the differences
+#: between probes (README, "Schedule quality"). ``"val"``: the validation loss, required.
+#: ``"train"``: the training loss. ``"auto"``: the reference code's rule (training loss while
+#: τ < τ_max, then the validation loss), `TunerConfig.autolrs`'s.
+LossSource = Literal["train", "val", "auto", "val-if-given"]
 
 #: Largest step count a config accepts: 2**53 is exact in a JSON number and a float, and fits the
 #: 64-bit integer columns of the server's database (a fuzzed 2.5e21 budget made SQLite overflow).
@@ -71,10 +77,11 @@ class TunerConfig(BaseModel):
     warmup_lr: float | None = Field(
         None, gt=0, description="LR at the end of warmup (ramp from min_lr); default √(min·max)."
     )
-    # Reference code: training loss while τ < τ_max, validation loss (16 evaluations per probe)
-    # once probes are long enough for validation to be worth its cost.
-    loss_source: LossSource = Field("auto", description="Loss the forecaster fits.")
-    val_evals_per_probe: int = Field(16, ge=4, le=1000, description="Evaluations per val probe.")
+    # The user's objective is the validation loss: judged on it whenever the client can measure
+    # it (see `LossSource`). The reference code used it only once τ ≥ τ_max, for its cost.
+    loss_source: LossSource = Field("val-if-given", description="Loss the probes are judged on.")
+    # Reference code: 16 evaluations per probe. At least 8: the forecaster fits ≥ 8 points.
+    val_evals_per_probe: int = Field(16, ge=8, le=1000, description="Evaluations per val probe.")
     # LCB exploration weight (ours): κ ≈ 2 after 3 space-filling probes; the reference's κ=1e6
     # turned BO into a fixed grid (AutoLRS pitfall 1).
     kappa: float = Field(2.0, ge=0, le=100, description="LCB weight μ − κσ.")
@@ -228,6 +235,7 @@ class TunerConfig(BaseModel):
             "reuse_best_probe": False,
             "anneal_fraction": 0.0,
             "objective": "horizon",
+            "loss_source": "auto",
             "forecast_noise": False,
             "hold_moves": False,
             "probe_budget": None,

@@ -727,8 +727,12 @@ class Controller:
             start, noise_before, chosen = stage.chunk_baseline, stage.chunk_noise, None
             start_error = stage.chunk_error
         promise = None
-        if chosen is not None and chosen.forecast is not None and chosen.last_loss is not None:
-            promise = (stage.baseline - chosen.forecast, chosen.last_loss, chosen.steps)
+        if chosen is not None and chosen.ok and chosen.last_loss is not None:
+            # measured on the training loss, like the segment it is compared with: the chosen
+            # probe's forecast may be of the validation loss, in other units (a noisy
+            # regression's training loss is ~8, its validation loss ~0.01: a "promise" of 8
+            # licensed any rise), and at a long horizon it is an extrapolation
+            promise = (stage.baseline - chosen.last_loss, chosen.last_loss, chosen.steps)
         return train_diverged(
             losses,
             start=start,
@@ -799,10 +803,12 @@ class Controller:
         )
 
     def _stage_source(self, stage: int) -> Literal["train", "val"]:
+        """The loss a stage's probes are judged on; "val" falls back to the training loss for a
+        probe reported without validation losses (a client without ``val_fn``)."""
         source = self.config.loss_source
         if source == "auto":
             return "val" if self.plan.tau(stage) >= self.plan.tau_max else "train"
-        return source
+        return "train" if source == "train" else "val"
 
     def _anneal(self, segment: int, lr: float) -> Instruction:
         """The budget-aware ending: the LR decays linearly to ~0 over the rest of the budget."""

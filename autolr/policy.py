@@ -416,8 +416,8 @@ def train_diverged(
         noise_before: per-step noise of the segment before it.
         start_error: standard error of ``start`` as a window mean, measured on the segment
             before (slow, correlated wobble included).
-        promise: for a stage's first chunk, (the progress the chosen probe forecast, that
-            probe's end loss, its steps); None otherwise.
+        promise: for a stage's first chunk, (the progress the chosen probe made on the
+            training loss, that probe's end loss, its steps); None otherwise.
         thresholds: the policy's numbers (``rollback_z``).
     """
     last = tail_mean(losses)
@@ -425,7 +425,7 @@ def train_diverged(
         return False
     # Far above where it should be: the stage's start or the chosen probe's own end loss
     # (the same LR from the same state, in fewer steps), whichever is lower. "Far" is half
-    # the progress the chosen probe promised or a significant rise: ``rollback_z`` standard errors
+    # the progress the chosen probe made or a significant rise: ``rollback_z`` standard errors
     # of a difference of tail means, and at least one per-step noise level (loss noise is
     # not i.i.d.: slow wobbles are healthy). The noise (of the segment before or this one,
     # the larger) is measured with the trend removed, so a steep but healthy descent before

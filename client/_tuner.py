@@ -109,7 +109,9 @@ class AutoLR:
         config: a `TunerConfig` (or a mapping of its fields); keyword fields override it.
         val_fn: returns the validation loss (float or 0-dim tensor); called in eval mode
             without gradients at the steps an instruction asks for. Required when
-            ``loss_source="val"``; with ``"auto"`` and no ``val_fn`` the training loss is used.
+            ``loss_source="val"``. With the default ``"val-if-given"`` every probe is judged
+            on it (about ``val_evals_per_probe`` calls per probe: budget for its cost); without
+            it, on the training loss.
         server: URL of an autolr service (``"http://host:8000"``); None runs the controller
             in this process (embedded mode).
         admin_key: the service's admin key, sent when creating the job (default: the
@@ -241,7 +243,7 @@ class AutoLR:
         self._abort_nonfinite = False
         # The tuner's own plan, when no instruction can be had: None while instructions come.
         self._plan: list[Instruction] | None = None
-        if self._config.loss_source == "auto" and val_fn is None and leader:
+        if self._config.loss_source in ("auto", "val-if-given") and val_fn is None and leader:
             log.info("no val_fn given: forecasts use the training loss in every stage")
         if resume is not None:
             self.load_state_dict(resume)

@@ -170,7 +170,7 @@ def test_validation_runs_at_eval_every_in_eval_mode_without_grad_and_restores_fl
 
     opt = _sgd(model, lr=0.01)
     tuner = holder["t"] = AutoLR(
-        model, opt, val_fn=val_fn, **{**SMALL, "loss_source": "val", "val_evals_per_probe": 5}
+        model, opt, val_fn=val_fn, **{**SMALL, "loss_source": "val", "val_evals_per_probe": 8}
     )
     run(tuner, model, opt, data)
     assert calls and all(not training and not grad for _, training, grad in calls)
@@ -183,6 +183,30 @@ def test_validation_runs_at_eval_every_in_eval_mode_without_grad_and_restores_fl
         assert [s for s, _ in rec.val_losses] == steps
         expected += steps
     assert [pos for pos, _, _ in calls] == expected
+
+
+def test_by_default_a_given_val_fn_judges_the_probes_and_none_is_not_an_error():
+    model, data = make_model(), make_data()
+    calls: list[int] = []
+
+    def val_fn() -> float:
+        calls.append(1)
+        x, y = data
+        return float(torch.nn.functional.mse_loss(model(x[:64]), y[:64]))
+
+    opt = _sgd(model, lr=0.01)
+    config = {k: v for k, v in SMALL.items() if k != "loss_source"}
+    tuner = AutoLR(model, opt, val_fn=val_fn, **config)
+    run(tuner, model, opt, data)
+    probes = [p for s in tuner.transport.controller.stages for p in s.probes]
+    assert calls and probes and all(p.source == "val" for p in probes)
+
+    model = make_model()
+    opt = _sgd(model, lr=0.01)
+    tuner = AutoLR(model, opt, **config)  # no val_fn: the training loss, no error
+    run(tuner, model, opt, data)
+    probes = [p for s in tuner.transport.controller.stages for p in s.probes]
+    assert tuner.finished and probes and all(p.source == "train" for p in probes)
 
 
 def test_loss_source_val_without_val_fn_is_rejected_with_the_fix():

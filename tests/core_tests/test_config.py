@@ -13,6 +13,10 @@ from autolr.plan import minimum_budget, stage_plan
 
 def test_defaults_follow_the_paper() -> None:
     cfg = TunerConfig.autolrs()
+    assert cfg.loss_source == "auto"  # the reference: training loss until τ reaches τ_max
+    assert TunerConfig().loss_source == "val-if-given"
+    with pytest.raises(ConfigError, match="val_evals_per_probe"):
+        TunerConfig.build(val_evals_per_probe=7)  # the forecaster fits at least 8 points
     assert (cfg.tau_min, cfg.tau_max, cfg.probes_per_stage, cfg.probe_fraction) == (
         1000,
         8000,

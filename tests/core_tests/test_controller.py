@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import random
 
 import pytest
 
@@ -181,6 +182,27 @@ def test_val_loss_source_asks_for_evaluations() -> None:
     ctl = fast(small_config(loss_source="val"))
     first = ctl.start()
     assert first.eval_every == max(1, first.steps // 16)
+
+
+def test_by_default_probes_are_judged_on_the_validation_loss_when_one_is_reported() -> None:
+    """The objective is the validation loss: every stage asks for it, and a probe reported
+    without it (a client without ``val_fn``) is judged on its training loss instead."""
+    ctl = Controller(TunerConfig(**SMALL), searcher=RandomSearcher())
+    run_job(ctl, NoisyQuadratic(seed=1))
+    assert ctl.finished and ctl.stages
+    assert all(s.source == "val" for s in ctl.stages)
+    probes = [p for s in ctl.stages for p in s.probes]
+    assert probes and all(p.source == "val" for p in probes)
+    asked = [s for s in ctl.schedule if s.kind in ("probe", "anneal")]
+    assert asked and all(s.eval_every is not None for s in asked)
+
+    blind = Controller(TunerConfig(**SMALL), searcher=RandomSearcher())
+    inst = blind.start()
+    while inst.kind == "probe" and not blind.stages[0].probes:
+        inst = blind.report(
+            Report(segment=inst.segment, train_losses=[1.0 - 0.01 * i for i in range(inst.steps)])
+        )
+    assert blind.stages[0].probes[0].source == "train"
 
 
 def test_auto_uses_val_only_once_probes_are_long() -> None:
@@ -882,3 +904,23 @@ def test_stage_0_starts_from_the_mean_of_its_probes_first_losses() -> None:
     assert before.loss_last_error is not None
     assert later.baseline_error == before.loss_last_error
     assert later.baseline_error >= (before.loss_noise or 0.0) / math.sqrt(window)
+
+
+def test_a_stage_judged_on_validation_losses_still_rolls_back_on_its_training_loss() -> None:
+    """The rollback compares a train segment's training losses with what the chosen probe made
+    on the training loss, not with its validation forecast (other units: a noisy regression's
+    training loss is ~8, its validation loss ~0.01; read as a promised progress of 8, the old
+    check let the loss jump by 4 and stay there)."""
+    rng = random.Random(5)
+    ctl = fast(TunerConfig(**SMALL))
+    inst = ctl.start()
+    while inst.kind == "probe":
+        n, every = inst.steps, inst.eval_every
+        train = [8.0 - 0.1 * i / n + rng.gauss(0.0, 0.05) for i in range(n)]
+        val = [(s, 0.02 - 0.01 * s / n) for s in range(every or n, n + 1, every or n)]
+        inst = ctl.report(Report(segment=inst.segment, train_losses=train, val_losses=val))
+    assert inst.kind == "train" and ctl.stages[0].source == "val"
+    n = inst.steps
+    wrecked = [10.0 + rng.gauss(0.0, 0.05) for _ in range(n)]  # up at once, then flat
+    retry = ctl.report(Report(segment=inst.segment, train_losses=wrecked))
+    assert retry.restore and ctl.stages[0].diverged_lrs == [inst.lr]
