@@ -51,7 +51,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STATE_FORMAT = 1
+#: 2: the history moved out of the state (`History`); format 1 still loads.
+STATE_FORMAT = 2
 #: Points kept per segment in the segment log (bucket means), enough to draw loss curves.
 LOG_POINTS_PER_SEGMENT = 64
 #: Every threshold of the health checks and the stage policy (documented in autolr.policy).
@@ -156,8 +157,29 @@ class SegmentRecord(BaseModel):
     val_losses: list[tuple[int, float | None]] = Field(default_factory=list)
 
 
+class History(BaseModel):
+    """A job's finished records, oldest first: what the dashboard, export and replay read.
+
+    Decisions never read it (they read `ControllerState`), so it lives outside the state: the
+    server appends each report's new records to their own rows, embedded mode keeps them in
+    memory (`Controller.history`). Stages here are finished; the running one is in the state.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    stages: list[StageRecord] = Field(default_factory=list)
+    segments: list[SegmentRecord] = Field(default_factory=list)
+    branches: list[SegmentRecord] = Field(default_factory=list)
+
+
 class ControllerState(BaseModel):
-    """Everything the controller knows; JSON-serializable and exact on round trip."""
+    """What the controller's decisions read; JSON-serializable and exact on round trip.
+
+    Its size is bounded (it does not grow with the job's length): the latest stage with its
+    probes, the latest segment, and running totals stand in for the history (`History`), which
+    decisions never read. Format 1 held the whole history; `Controller.from_state_dict` still
+    reads it (`upgrade_state`).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -165,11 +187,70 @@ class ControllerState(BaseModel):
     config: TunerConfig
     steps_used: int = 0
     current: Instruction
+    #: The latest stage (running, or the last one when the job ends), probes included.
+    stage: StageRecord | None = None
+    #: Stages begun so far (the latest is ``stage_count - 1``).
+    stage_count: int = 0
+    #: The LR the last stage before the latest one chose (warm start, hold-previous).
+    previous_lr: float | None = None
+    #: The latest finished segment: a stage or a train chunk starts from its loss summary.
+    last_segment: SegmentRecord | None = None
+    #: Steps run by probe segments so far (``probe_budget``).
+    probe_steps_used: int = 0
+    #: Steps run by cooldown branches so far, and before the latest stage began: an open-ended
+    #: job's forecast horizon counts the main run's steps only.
+    branch_steps: int = 0
+    stage_branch_steps: int = 0
+
+
+class _StateV1(BaseModel):
+    """Format 1 (before the history moved out of the state), read only to upgrade it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal[1] = 1
+    config: TunerConfig
+    steps_used: int = 0
+    current: Instruction
     stages: list[StageRecord] = Field(default_factory=list)
     segments: list[SegmentRecord] = Field(default_factory=list)
-    # Cooldown branches (kind "branch"), apart from ``segments``: decisions read the segment
-    # before a stage, and a branch's cooled loss must not become a stage's start.
     branches: list[SegmentRecord] = Field(default_factory=list)
+
+
+def upgrade_state(state: dict[str, Any]) -> tuple[dict[str, Any], History]:
+    """A format-1 state as a format-2 state and the history it held (other formats as given).
+
+    The totals are the ones format 1's lists summed on every decision, so the job's future
+    decisions are the same.
+
+    Raises:
+        pydantic.ValidationError: ``state`` says format 1 but is not a valid one.
+    """
+    if state.get("format") != 1:
+        return state, History()
+    old = _StateV1.model_validate(state)
+    latest = old.stages[-1] if old.stages else None
+    earlier = [s.chosen_lr for s in old.stages[:-1] if s.chosen_lr is not None]
+    new = ControllerState(
+        config=old.config,
+        steps_used=old.steps_used,
+        current=old.current,
+        stage=latest,
+        stage_count=len(old.stages),
+        previous_lr=earlier[-1] if earlier else None,
+        last_segment=old.segments[-1] if old.segments else None,
+        probe_steps_used=sum(
+            s.steps_run for s in old.segments if s.instruction.kind == "probe"
+        ),
+        branch_steps=sum(b.steps_run for b in old.branches),
+        stage_branch_steps=sum(
+            b.steps_run
+            for b in old.branches
+            if latest is not None and b.start_step < latest.start_step
+        ),
+    )
+    history = History(stages=old.stages[:-1], segments=old.segments, branches=old.branches)
+    return new.model_dump(mode="json"), history
 
 
 def _finite(value: float) -> float | None:
@@ -312,6 +393,7 @@ class Controller:
         forecaster: Forecaster | None = None,
         searcher: Searcher | None = None,
         _state: ControllerState | None = None,
+        _history: History | None = None,
     ) -> None:
         self.config = config
         self.plan: StagePlan = stage_plan(config)
@@ -319,6 +401,11 @@ class Controller:
         self.forecaster: Forecaster = forecaster or ExponentialForecaster()
         self._searcher = searcher
         self._state = _state
+        # The finished records this object has seen (given, then made); never read by decisions.
+        self._history = _history if _history is not None else History()
+        # Where the records not yet handed out by `take_records` begin (stages, segments,
+        # branches): what the records given at construction are not.
+        self._taken = self._history_lengths()
 
     # ----------------------------------------------------------------- public surface
     def start(self) -> Instruction:
@@ -393,21 +480,67 @@ class Controller:
 
     @property
     def stages(self) -> list[StageRecord]:
-        """Records of the stages so far (copies)."""
-        return [s.model_copy(deep=True) for s in (self._state.stages if self._state else [])]
+        """Records of the stages this object knows (copies): the finished ones of its
+        `history`, then the latest (running) one."""
+        latest = self._state.stage if self._state is not None else None
+        stages = self._history.stages + ([latest] if latest is not None else [])
+        return [s.model_copy(deep=True) for s in stages]
 
     @property
     def segments(self) -> list[SegmentRecord]:
-        """The segment log: finished segments with their loss summaries (copies)."""
-        return [s.model_copy(deep=True) for s in (self._state.segments if self._state else [])]
+        """The segment log this object knows (its `history`): finished segments with their
+        loss summaries (copies)."""
+        return [s.model_copy(deep=True) for s in self._history.segments]
+
+    @property
+    def branches(self) -> list[SegmentRecord]:
+        """The cooldown branches this object knows (its `history`), in order (copies)."""
+        return [s.model_copy(deep=True) for s in self._history.branches]
 
     @property
     def schedule(self) -> list[Instruction]:
-        """The segments run so far (kind, lr, lr_end, steps), in order."""
-        return [s.instruction for s in (self._state.segments if self._state else [])]
+        """The segments run so far (kind, lr, lr_end, steps), in order (from `history`)."""
+        return [s.instruction for s in self._history.segments]
+
+    @property
+    def history(self) -> History:
+        """The finished records this object knows (a copy): all of them for a controller that
+        ran the job from its start, or was given them (``from_state_dict(history=...)``); a
+        controller rebuilt from the state alone knows only those made since."""
+        return self._history.model_copy(deep=True)
+
+    def take_records(self) -> History:
+        """The finished records made since the last call (or construction), handed out once.
+
+        The server appends them to the job's own rows after each report, so a report writes a
+        bounded amount whatever the job's length.
+        """
+        stages, segments, branches = self._taken
+        made = History(
+            stages=self._history.stages[stages:],
+            segments=self._history.segments[segments:],
+            branches=self._history.branches[branches:],
+        )
+        self._taken = self._history_lengths()
+        return made.model_copy(deep=True)
+
+    def record(self) -> dict[str, Any]:
+        """The job's whole record as JSON data: the state's ``config``, ``current`` and
+        ``steps_used`` with ``stages``, ``segments`` and ``branches`` from `history` (the shape
+        of ``GET /v1/jobs/{id}`` that `autolr.export` and the client's results read)."""
+        state = self._require_started()
+        return {
+            "config": state.config.model_dump(mode="json"),
+            "current": state.current.model_dump(mode="json"),
+            "steps_used": state.steps_used,
+            "stages": [s.model_dump(mode="json") for s in self.stages],
+            "segments": [s.model_dump(mode="json") for s in self._history.segments],
+            "branches": [s.model_dump(mode="json") for s in self._history.branches],
+        }
 
     def state_dict(self) -> dict[str, Any]:
-        """A JSON-serializable snapshot of the whole controller state."""
+        """A JSON-serializable snapshot of the controller state: what decisions read, of
+        bounded size (the history is not in it: `history`, `take_records`)."""
         state = self._require_started()
         return state.model_dump(mode="json")
 
@@ -418,24 +551,56 @@ class Controller:
         *,
         forecaster: Forecaster | None = None,
         searcher: Searcher | None = None,
+        history: History | dict[str, Any] | None = None,
     ) -> Controller:
-        """Rebuild a controller whose future decisions equal the original's."""
+        """Rebuild a controller whose future decisions equal the original's.
+
+        ``history``: the job's finished records, for `stages`, `segments` and `record` (not for
+        decisions). A format-1 state (which held them) brings its own, listed before these.
+        """
         try:
-            parsed = ControllerState.model_validate(state)
+            upgraded, held = upgrade_state(state)
+            parsed = ControllerState.model_validate(upgraded)
+            given = History.model_validate(history) if isinstance(history, dict) else history
         except ValidationError as exc:
             raise ReportError(f"not a valid controller state: {exc}") from None
         if parsed.format != STATE_FORMAT:
             raise ReportError(
                 f"controller state format {parsed.format} is not supported "
-                f"(this autolr reads format {STATE_FORMAT})"
+                f"(this autolr reads formats 1 and {STATE_FORMAT})"
             )
-        return cls(parsed.config, forecaster=forecaster, searcher=searcher, _state=parsed)
+        if given is not None:
+            held = History(
+                stages=held.stages + given.stages,
+                segments=held.segments + given.segments,
+                branches=held.branches + given.branches,
+            )
+        return cls(
+            parsed.config, forecaster=forecaster, searcher=searcher, _state=parsed, _history=held
+        )
 
     # ----------------------------------------------------------------- internals
     def _require_started(self) -> ControllerState:
         if self._state is None:
             raise RuntimeError("call Controller.start() before report() or state_dict()")
         return self._state
+
+    def _history_lengths(self) -> tuple[int, int, int]:
+        h = self._history
+        return len(h.stages), len(h.segments), len(h.branches)
+
+    def _latest_stage(self) -> StageRecord:
+        """The latest stage (callers know one has begun)."""
+        stage = self._require_started().stage
+        if stage is None:  # pragma: no cover - every caller follows a stage's segment
+            raise RuntimeError("no stage has begun")
+        return stage
+
+    def _stage_of(self, current: Instruction) -> StageRecord | None:
+        """The latest stage when ``current`` belongs to it (None: warmup, or a train segment
+        outside a stage)."""
+        stage = self._require_started().stage
+        return stage if stage is not None and current.stage == stage.stage else None
 
     @property
     def searcher(self) -> Searcher:
@@ -485,8 +650,7 @@ class Controller:
         losses = report.train_losses
         finite = [v for v in losses if math.isfinite(v)]
         val = sorted((int(s), v) for s, v in report.val_losses if 0 < s <= current.steps)
-        state.segments.append(
-            SegmentRecord(
+        record = SegmentRecord(
                 instruction=current,
                 start_step=state.steps_used,
                 steps_run=len(losses),
@@ -498,7 +662,10 @@ class Controller:
                 losses=_bucket_means(losses, LOG_POINTS_PER_SEGMENT),
                 val_losses=[(s, _finite(v)) for s, v in val],
             )
-        )
+        self._history.segments.append(record)
+        state.last_segment = record
+        if current.kind == "probe":
+            state.probe_steps_used += record.steps_run
         earlier = 0  # steps of the segment's branches before this one
         for branch in report.branches:
             self._record_branch(branch, current, state.steps_used + branch.at + earlier)
@@ -517,7 +684,7 @@ class Controller:
             steps=branch.steps,
             stage=current.stage,
         )
-        state.branches.append(
+        self._history.branches.append(
             SegmentRecord(
                 instruction=inst,
                 start_step=start,
@@ -527,6 +694,7 @@ class Controller:
                 losses=_bucket_means(losses, LOG_POINTS_PER_SEGMENT),
             )
         )
+        state.branch_steps += branch.steps
 
     def _advance(self, report: Report, current: Instruction) -> Instruction:
         state = self._require_started()
@@ -536,7 +704,7 @@ class Controller:
             if ending is not None:
                 return ending
         if current.kind == "probe":
-            stage = state.stages[-1]
+            stage = self._latest_stage()
             if self.config.objective == "final" and stage.pending is None:
                 tail = self._tail_instruction(nxt, stage, current, report)
                 if tail is not None:
@@ -562,7 +730,7 @@ class Controller:
             if chunk is not None:
                 return chunk
         # warmup or train finished: start the next stage (or finish)
-        return self._begin_stage(nxt, len(state.stages), last_lr=current.lr_end)
+        return self._begin_stage(nxt, state.stage_count, last_lr=current.lr_end)
 
     def _budget_ending(
         self, segment: int, report: Report, current: Instruction
@@ -594,7 +762,7 @@ class Controller:
             return None
         if current.kind == "warmup":
             return self._anneal(segment, current.lr_at(ran))
-        stage = self._require_started().stages[-1]
+        stage = self._latest_stage()
         whole = ran == current.steps and (
             self.config.objective == "horizon" or stage.pending is not None
         )
@@ -620,16 +788,17 @@ class Controller:
         healthy) and is checked against where it starts, with the noise of the chunk before.
         """
         state = self._require_started()
-        if not state.stages or current.stage != state.stages[-1].stage:
+        stage = self._stage_of(current)
+        if stage is None:
             return None
-        stage = state.stages[-1]
         if stage.train_left <= 0:
             return None
         total = self._fit_train_steps(stage, stage.train_left)
         if total <= 0:
             stage.train_left = 0
             return None
-        previous = state.segments[-1]
+        previous = state.last_segment
+        assert previous is not None  # the train segment just recorded
         stage.chunk_baseline = previous.loss_last
         stage.chunk_noise = previous.loss_noise or 0.0
         stage.chunk_error = _baseline_error(previous)
@@ -677,8 +846,7 @@ class Controller:
         return room if room - steps < self.plan.stage_steps(stage.stage + 1) else steps
 
     def _probe_steps_used(self) -> int:
-        state = self._require_started()
-        return sum(s.steps_run for s in state.segments if s.instruction.kind == "probe")
+        return self._require_started().probe_steps_used
 
     def _stages_fitting(self, first: int, room: int) -> int:
         """How many stages from ``first`` on the plan fits in ``room`` steps."""
@@ -711,10 +879,9 @@ class Controller:
 
     def _diverged(self, report: Report, current: Instruction) -> bool:
         """Did this train segment blow up (non-finite loss, or far above the stage's start)?"""
-        state = self._require_started()
-        if not state.stages or current.stage != state.stages[-1].stage:
+        stage = self._stage_of(current)
+        if stage is None:
             return False  # a train segment outside a stage (extra_steps): nothing to roll back to
-        stage = state.stages[-1]
         losses = report.train_losses
         if not all(math.isfinite(v) for v in losses):
             return True
@@ -749,7 +916,7 @@ class Controller:
         undone; the LR comes from `autolr.policy.rollback_lr`. The diverged steps stay spent
         (the budget counts them).
         """
-        stage = self._require_started().stages[-1]
+        stage = self._latest_stage()
         if len(stage.diverged_lrs) >= T.max_rollbacks:
             return None
         failed = current.lr
@@ -799,7 +966,7 @@ class Controller:
             lr_end=lr,
             steps=0,
             finished=True,
-            stage=len(self._require_started().stages) - 1,
+            stage=self._require_started().stage_count - 1,
         )
 
     def _stage_source(self, stage: int) -> Literal["train", "val"]:
@@ -822,7 +989,7 @@ class Controller:
             lr_end=lr * T.anneal_end_ratio,
             steps=remaining,
             eval_every=remaining if self.config.loss_source != "train" else None,
-            stage=len(self._require_started().stages) - 1,
+            stage=self._require_started().stage_count - 1,
         )
 
     def _begin_stage(self, segment: int, index: int, *, last_lr: float) -> Instruction:
@@ -841,21 +1008,26 @@ class Controller:
                 steps=room,
                 stage=max(0, index - 1),
             )
-        previous = state.segments[-1] if state.segments else None
-        state.stages.append(
-            StageRecord(
-                stage=index,
-                tau=self.plan.tau(index),
-                probe_steps=self.plan.probe_steps(index),
-                start_step=state.steps_used,
-                source=self._stage_source(index),
-                baseline=previous.loss_last if previous is not None else None,
-                baseline_spread=_spread(previous.losses) if previous is not None else 0.0,
-                baseline_noise=(previous.loss_noise or 0.0) if previous is not None else 0.0,
-                baseline_error=_baseline_error(previous) if previous is not None else 0.0,
-            )
+        previous = state.last_segment
+        finished = state.stage
+        if finished is not None:  # decisions read only its chosen LR from now on
+            self._history.stages.append(finished)
+            if finished.chosen_lr is not None:
+                state.previous_lr = finished.chosen_lr
+        state.stage_branch_steps = state.branch_steps
+        state.stage_count += 1
+        stage = StageRecord(
+            stage=index,
+            tau=self.plan.tau(index),
+            probe_steps=self.plan.probe_steps(index),
+            start_step=state.steps_used,
+            source=self._stage_source(index),
+            baseline=previous.loss_last if previous is not None else None,
+            baseline_spread=_spread(previous.losses) if previous is not None else 0.0,
+            baseline_noise=(previous.loss_noise or 0.0) if previous is not None else 0.0,
+            baseline_error=_baseline_error(previous) if previous is not None else 0.0,
         )
-        stage = state.stages[-1]
+        state.stage = stage
         stage.bounds = self._bounds(stage)
         if not self._budget_allows_probe(stage):
             # probe_budget spent: this stage trains on at the LR in use, without a search
@@ -864,9 +1036,7 @@ class Controller:
 
     def _previous_lr(self) -> float | None:
         """The LR the last earlier stage chose (None in stage 0, or before ``start``)."""
-        stages = self._state.stages if self._state is not None else []
-        previous = [s.chosen_lr for s in stages[:-1] if s.chosen_lr is not None]
-        return previous[-1] if previous else None
+        return self._state.previous_lr if self._state is not None else None
 
     def _warm_centre(self) -> float | None:
         """With ``warm_start``: the last earlier stage's chosen LR in unit space, else None."""
@@ -1034,9 +1204,9 @@ class Controller:
         if self.config.objective == "horizon":
             return stage.tau
         if self.config.total_steps is None:
-            # training so far: cooldown branches ran steps the main run never saw
-            branches = self._state.branches if self._state is not None else []
-            branched = sum(b.steps_run for b in branches if b.start_step < stage.start_step)
+            # training so far: cooldown branches ran steps the main run never saw (those
+            # before the stage: ``stage`` is the latest one)
+            branched = self._state.stage_branch_steps if self._state is not None else 0
             return max(stage.tau, stage.start_step - branched)
         left = self.config.total_steps - stage.start_step - self.config.anneal_steps
         return max(stage.tau, left)

@@ -1,8 +1,8 @@
 """The export format of a job's schedule: one row per finished segment, as JSON rows or CSV.
 
 ``autolr export`` (`autolr.cli.jobs`) writes it from a server's job record, `TunerResults`
-from the embedded controller's state, and `autolr.client.ReplaySchedule` reads it back. It is
-a pure function of a job record (``Controller.state_dict()`` or ``GET /v1/jobs/{id}``, which
+from the embedded controller's record, and `autolr.client.ReplaySchedule` reads it back. It is
+a pure function of a job record (``Controller.record()`` or ``GET /v1/jobs/{id}``, which
 hold ``segments`` and ``stages`` in the same shape), so it lives in the core, where every
 shell can import it without loading another.
 """
@@ -38,7 +38,7 @@ def schedule_rows(job: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The export rows of a job: one dict per finished segment, keys `EXPORT_COLUMNS`.
 
     Args:
-        job: ``GET /v1/jobs/{id}``'s answer, or `autolr.Controller.state_dict()` (both carry
+        job: ``GET /v1/jobs/{id}``'s answer, or `autolr.Controller.record()` (both carry
             ``segments`` and ``stages`` in the same shape).
     """
     reused = {s["stage"]: s.get("reused_probe") for s in job.get("stages", [])}

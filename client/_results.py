@@ -181,7 +181,8 @@ class TunerResults:
 def results_from_controller(
     state: Mapping[str, Any], *, finished: bool, name: str | None = None
 ) -> TunerResults:
-    """Results from `Controller.state_dict()`: the server's export rows, stages and losses."""
+    """Results from `Controller.record()` (or ``GET /v1/jobs/{id}``): the server's export
+    rows, stages and losses."""
     from autolr.export import schedule_rows
 
     rows = schedule_rows(state)

@@ -95,13 +95,23 @@ class LocalTransport:
         return self.controller.report(report)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"kind": "local", "controller": self.controller.state_dict()}
+        """The controller's state, and its history beside it: embedded mode keeps the job's
+        whole record in this process (the state holds only what decisions read)."""
+        controller = self.controller
+        return {
+            "kind": "local",
+            "controller": controller.state_dict(),
+            "history": controller.history.model_dump(mode="json"),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> Instruction:
         from autolr.controller import Controller
 
         self._controller = Controller.from_state_dict(
-            state["controller"], forecaster=self._forecaster, searcher=self._searcher
+            state["controller"],
+            forecaster=self._forecaster,
+            searcher=self._searcher,
+            history=state.get("history"),
         )
         return self._controller.current
 

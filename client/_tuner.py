@@ -817,9 +817,9 @@ class AutoLR:
         """
         controller = self._link.controller() if self._link is not None else None
         if controller is not None:
-            state = controller.state_dict()
-            state.setdefault("job_id", self.job_id)
-            return results_from_controller(state, finished=self.finished)
+            record = controller.record()
+            record.setdefault("job_id", self.job_id)
+            return results_from_controller(record, finished=self.finished)
         return results_from_schedule(
             self._schedule,
             self._config.model_dump(mode="json"),
@@ -1080,7 +1080,9 @@ class AutoLR:
             from autolr.controller import Controller
 
             try:
-                Controller.from_state_dict(dict(value["controller"]))
+                Controller.from_state_dict(
+                    dict(value["controller"]), history=value.get("history")
+                )
             except Exception as exc:
                 raise ValueError(f"state_dict transport.controller: {exc}") from None
         if kind == "http" and not (

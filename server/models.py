@@ -16,7 +16,7 @@ from autolr.config import TunerConfig
 from autolr.controller import SegmentRecord, StageRecord
 from autolr.protocol import Instruction, Report
 from autolr.server.schema import NAME_MAX_LENGTH
-from autolr.server.store import JobRecord, JobStatus, JobSummary
+from autolr.server.store import HistoryRows, JobRecord, JobStatus, JobSummary
 
 
 class JobCreate(TunerConfig):
@@ -93,10 +93,32 @@ class JobDetail(JobInfo):
     )
 
     @classmethod
-    def of_record(cls, job: JobRecord, state: dict[str, Any]) -> JobDetail:
-        """The detail view from a stored job and its parsed controller state."""
-        segments = state.get("segments", [])
+    def of_record(
+        cls, job: JobRecord, state: dict[str, Any], history: HistoryRows | None = None
+    ) -> JobDetail:
+        """The detail view from a stored job, its parsed controller state and its history rows.
+
+        The stages are the finished ones of ``history`` and the state's latest one; a state of
+        format 1 (which held the history itself) is read as it is.
+        """
         config = state.get("config", job.config)  # the budget in force (set mid-run or not)
+        if state.get("format") == 1:
+            history = HistoryRows(
+                stages=state.get("stages", []),
+                segments=state.get("segments", []),
+                branches=state.get("branches", []),
+            )
+        else:
+            # rows written after the state was read (a report landing in between) left out
+            rows = history or HistoryRows()
+            upto = int(state["current"]["segment"])
+            latest = state.get("stage")
+            stages = [s for s in rows.stages if latest is None or s["stage"] < latest["stage"]]
+            history = HistoryRows(
+                stages=stages + ([latest] if latest is not None else []),
+                segments=[s for s in rows.segments if s["instruction"]["segment"] < upto],
+                branches=[s for s in rows.branches if s["instruction"]["segment"] < upto],
+            )
         return cls.model_validate(
             {
                 **JobInfo.of(job).model_dump(),
@@ -104,10 +126,10 @@ class JobDetail(JobInfo):
                 "config": config,
                 "current": state["current"],
                 "finished": bool(state["current"].get("finished", False)),
-                "schedule": [s["instruction"] for s in segments],
-                "stages": state.get("stages", []),
-                "segments": segments,
-                "branches": state.get("branches", []),
+                "schedule": [s["instruction"] for s in history.segments],
+                "stages": history.stages,
+                "segments": history.segments,
+                "branches": history.branches,
             }
         )
 

@@ -29,7 +29,7 @@ from autolr.server.errors import (
     not_found,
 )
 from autolr.server.metrics import Metrics
-from autolr.server.store import JobRecord, JobStore, JobUpdate, StoredReport
+from autolr.server.store import HistoryRows, JobRecord, JobStore, JobUpdate, StoredReport
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,9 @@ def _same_float(x: float, y: float) -> bool:
 
 
 def _update_for(controller: Controller) -> JobUpdate:
+    """The save of ``controller``'s state, with the records made since the last one."""
     current = controller.current
+    made = controller.take_records()
     return JobUpdate(
         total_steps=controller.config.total_steps,
         state=controller.state_dict(),
@@ -131,6 +133,11 @@ def _update_for(controller: Controller) -> JobUpdate:
         segment=current.segment,
         stage=current.stage,
         steps_used=controller.steps_used,
+        records=HistoryRows(
+            stages=[s.model_dump(mode="json") for s in made.stages],
+            segments=[s.model_dump(mode="json") for s in made.segments],
+            branches=[s.model_dump(mode="json") for s in made.branches],
+        ),
     )
 
 
@@ -342,6 +349,7 @@ class JobService:
         controller.start()
         for row in self.store.reports(job.job_id, stop=report.segment):
             controller.report(Report.model_validate(row.report))
+        controller.take_records()  # stored already: only the merged report's are replaced
         try:
             instruction = controller.report(report)
         except ArithmeticError as exc:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, get_args
 
 import sqlalchemy as sa
 
 from autolr.errors import JobNotFound, StaleVersion
-from autolr.server.schema import jobs, reports
+from autolr.server.schema import jobs, reports, segment_log, stage_log
 
 JobStatus = Literal["running", "finished", "cancelled"]
 JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
@@ -52,8 +52,22 @@ UNCHANGED = -1
 
 
 @dataclass(frozen=True)
+class HistoryRows:
+    """A job's finished records as JSON-ready dicts, oldest first (`autolr.controller.History`).
+
+    In a `JobUpdate`, the records its report made (appended to the job's rows); from
+    `JobStore.history`, all of them. A cooldown branch's record names the segment it ran in.
+    """
+
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    branches: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class JobUpdate:
-    """What a save changes: the new controller state and the listing columns derived from it.
+    """What a save changes: the new controller state, the listing columns derived from it,
+    and the finished records the report made (``records``, appended to the job's history).
 
     ``total_steps`` is the budget in force when a report set one mid-run (`UNCHANGED`: as is).
     """
@@ -64,6 +78,7 @@ class JobUpdate:
     stage: int
     steps_used: int
     total_steps: int | None = UNCHANGED
+    records: HistoryRows = field(default_factory=HistoryRows)
 
     def budget(self) -> dict[str, int | None]:
         """The ``total_steps`` column's new value, when the report changed it."""
@@ -90,16 +105,20 @@ class JobStore(Protocol):
           shared database) at once.
         - ``create`` stores a new job at version 1; an existing id raises `ValueError`.
         - ``load`` returns the job's current version or raises `autolr.JobNotFound`.
-        - ``save_report`` atomically stores the report and its answer, replaces the state and
-          bumps the version, but only if the job is still at ``expected_version`` and has no
-          report for that segment; otherwise it raises `StaleVersion` and changes nothing.
-          It returns the new version. Once it returns, the write is durable.
+        - ``save_report`` atomically stores the report and its answer, replaces the state,
+          appends ``update.records`` to the job's history and bumps the version, but only if
+          the job is still at ``expected_version`` and has no report for that segment;
+          otherwise it raises `StaleVersion` and changes nothing. It returns the new version.
+          Once it returns, the write is durable. Its cost does not grow with the job's history.
         - ``answer_for`` returns the stored answer to the report for ``segment``, or None;
           ``report_for`` the stored report and answer, or None.
         - ``token_hash`` returns the job's token hash, or None for an unknown id, reading
           nothing else (the cost of an authorization must not depend on the job's size).
-        - ``amend_report`` replaces the stored report and answer of ``segment`` and the state,
-          under the same version rule as ``save_report``; the report must exist.
+        - ``amend_report`` replaces the stored report and answer of ``segment``, the state and
+          the history records that report made, under the same version rule as
+          ``save_report``; the report must exist.
+        - ``history`` returns the job's finished records (`HistoryRows`), oldest first; an unknown
+          id has none.
         - ``cancel`` moves a running job to ``cancelled`` (bumping the version), so a save
           racing with it fails; it returns the job as stored afterwards and raises
           `autolr.JobNotFound` for an unknown id. Finished or cancelled jobs are left as they are.
@@ -135,6 +154,8 @@ class JobStore(Protocol):
     def report_for(self, job_id: str, segment: int) -> StoredReport | None: ...
 
     def token_hash(self, job_id: str) -> str | None: ...
+
+    def history(self, job_id: str) -> HistoryRows: ...
 
     def amend_report(
         self,
@@ -221,6 +242,33 @@ def _advance_version(
         raise StaleVersion(job_id, expected_version)
 
 
+def _append_history(conn: sa.Connection, job_id: str, segment: int, records: HistoryRows) -> None:
+    """Insert the records the report for ``segment`` made (a branch is numbered within its
+    segment from 1, after the segment's own row at position 0)."""
+    rows = [
+        {
+            "job_id": job_id,
+            "segment": int(r["instruction"]["segment"]),
+            "position": 0,
+            "record": dumps(r),
+        }
+        for r in records.segments
+    ]
+    positions: dict[int, int] = {}
+    for r in records.branches:
+        at = int(r["instruction"]["segment"])
+        positions[at] = positions.get(at, 0) + 1
+        rows.append({"job_id": job_id, "segment": at, "position": positions[at], "record": dumps(r)})
+    if rows:
+        conn.execute(segment_log.insert(), rows)
+    stages = [
+        {"job_id": job_id, "stage": int(r["stage"]), "segment": segment, "record": dumps(r)}
+        for r in records.stages
+    ]
+    if stages:
+        conn.execute(stage_log.insert(), stages)
+
+
 def _summary_fields(row: Any) -> dict[str, Any]:
     return {
         "job_id": row.id,
@@ -280,6 +328,7 @@ class SqlStore:
                         updated_at=now,
                     )
                 )
+                _append_history(conn, job_id, -1, update.records)
         except sa.exc.IntegrityError:
             raise ValueError(f"job id {job_id!r} already exists") from None
         return self.load(job_id)
@@ -335,9 +384,28 @@ class SqlStore:
                         created_at=now,
                     )
                 )
+                _append_history(conn, job_id, segment, update.records)
         except sa.exc.IntegrityError:
             raise StaleVersion(job_id, expected_version) from None
         return expected_version + 1
+
+    def history(self, job_id: str) -> HistoryRows:
+        with self.engine.connect() as conn:
+            segments = conn.execute(
+                sa.select(segment_log.c.position, segment_log.c.record)
+                .where(segment_log.c.job_id == job_id)
+                .order_by(segment_log.c.segment, segment_log.c.position)
+            ).all()
+            stages = conn.execute(
+                sa.select(stage_log.c.record)
+                .where(stage_log.c.job_id == job_id)
+                .order_by(stage_log.c.stage)
+            ).scalars()
+            return HistoryRows(
+                stages=[loads(text) for text in stages],
+                segments=[loads(r.record) for r in segments if r.position == 0],
+                branches=[loads(r.record) for r in segments if r.position > 0],
+            )
 
     def answer_for(self, job_id: str, segment: int) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
@@ -372,6 +440,11 @@ class SqlStore:
             )
             if changed.rowcount != 1:
                 raise StaleVersion(job_id, expected_version)  # rolls the job update back
+            for table in (segment_log, stage_log):
+                conn.execute(
+                    table.delete().where(table.c.job_id == job_id, table.c.segment == segment)
+                )
+            _append_history(conn, job_id, segment, update.records)
         return expected_version + 1
 
     def reports(

@@ -248,7 +248,7 @@ def job_page(
         record = service.authorize(job_id, job_token, admin=admin)
     except AutoLRError as exc:
         return _error(exc, root)
-    detail = JobDetail.of_record(record, record.state)
+    detail = JobDetail.of_record(record, record.state, service.store.history(job_id))
     refresh = REFRESH_SECONDS if detail.status == "running" else None
     context = pages.job_context(detail, root)
     context["refresh"] = refresh

@@ -79,10 +79,10 @@ def report(credentials: JobCredentialsDep, body: Report, service: ServiceDep) ->
     responses=_errors(401, 404, 422),
     summary="Read a job",
 )
-def get_job(job: JobDep) -> JobDetail:
+def get_job(job: JobDep, service: ServiceDep) -> JobDetail:
     """The job's config, status, the instruction it awaits, the schedule so far, each stage's
     probes with their predicted losses, and the segment log with loss summaries."""
-    return JobDetail.of_record(job, job.state)
+    return JobDetail.of_record(job, job.state, service.store.history(job.job_id))
 
 
 @router.get(

@@ -820,8 +820,8 @@ def test_a_later_stage_holds_the_previous_lr_unless_its_pick_beats_it() -> None:
         ctl, stage = _stage_with_probes(1, 0.52, probes, searcher=_FirstBestSearcher())
         ctl.start()
         state = ctl._require_started()
-        state.stages[0].chosen_lr = previous
-        state.stages.append(stage)
+        state.previous_lr = previous  # stage 0 chose it; ``stage`` is the latest one
+        state.stage = stage
         instruction = ctl._train_instruction(0, stage)
         assert stage.chosen_lr == pytest.approx(expected) == instruction.lr
         assert stage.decision is not None and stage.decision.rule.value == rule

@@ -141,7 +141,10 @@ def _run(config: TunerConfig, stop_at: int | None = None) -> tuple[list[Instruct
     ins = ctl.start()
     while not ins.finished:
         if ins.segment == stop_at:
-            ctl = Controller.from_state_dict(json.loads(json.dumps(ctl.state_dict())))
+            history = ctl.history  # the record lives beside the state (decisions never read it)
+            ctl = Controller.from_state_dict(
+                json.loads(json.dumps(ctl.state_dict())), history=history
+            )
         ins = ctl.report(model.follow(ins))
     stages = json.dumps([s.model_dump(mode="json") for s in ctl.stages], sort_keys=True)
     return ctl.schedule, stages

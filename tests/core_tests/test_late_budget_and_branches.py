@@ -118,14 +118,14 @@ def test_branches_count_as_steps_are_logged_and_leave_decisions_alone() -> None:
             inst = ctl.report(report)
         runs.append(ctl)
     plain, branched = runs
-    n = len(branched.state_dict()["branches"])
+    n = len(branched.record()["branches"])
     assert n >= 2
     main = [s.instruction for s in branched.segments]
     assert main == [s.instruction for s in plain.segments[: len(main)]]
     # forecasts look as far ahead as the main run has trained, branches left out
     forecasts = [p.forecast for st in branched.stages for p in st.probes]
     assert forecasts == [p.forecast for st in plain.stages for p in st.probes][: len(forecasts)]
-    record = branched.state_dict()["branches"][0]
+    record = branched.record()["branches"][0]
     assert record["instruction"]["kind"] == "branch" and record["steps_run"] == 30
     first = next(s for s in branched.segments if s.instruction.kind == "train")
     assert record["start_step"] == first.start_step + 5
@@ -136,7 +136,9 @@ def test_states_stored_before_branches_still_load() -> None:
     ctl, model = Controller(TunerConfig(**OPEN)), NoisyQuadratic(seed=0)
     inst = ctl.start()
     inst = ctl.report(_follow(model, inst))
-    old = ctl.state_dict()
+    # format 1 (the history inside the state), from before branches existed
+    record = ctl.record()
+    old = {**record, "format": 1}
     del old["branches"]
     again = Controller.from_state_dict(old)
     assert again.report(_follow(NoisyQuadratic(seed=1), inst)).segment == inst.segment + 1

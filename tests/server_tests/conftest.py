@@ -47,7 +47,7 @@ def _truncate(url: str) -> None:
 
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE reports, jobs"))
+        conn.execute(sa.text("TRUNCATE segment_log, stage_log, reports, jobs"))
     engine.dispose()
 
 
