@@ -71,7 +71,7 @@ def test_concurrent_copies_of_one_report_apply_once_and_get_one_answer(
     job = service.store.load(created.job_id)
     steps = created.instruction.steps
     assert job.version == 2 and job.segment == 1 and job.steps_used == steps
-    assert len(job.state["segments"]) == 1
+    assert len(service.store.history(created.job_id).segments) == 1
 
 
 def test_concurrent_different_reports_for_one_segment_apply_exactly_once(
@@ -92,8 +92,8 @@ def test_concurrent_different_reports_for_one_segment_apply_exactly_once(
     [stored] = service.store.reports(created.job_id)
     winner = Report.model_validate(stored.report)
     assert winner in reports
-    assert len(job.state["segments"]) == 1
-    assert job.state["segments"][0]["steps_run"] == steps
+    [segment] = service.store.history(created.job_id).segments
+    assert segment["steps_run"] == steps
 
 
 def test_loser_of_a_race_gets_the_stored_answer_or_is_told_its_report_differs(

@@ -12,16 +12,31 @@ import sqlalchemy as sa
 
 from autolr.errors import JobNotFound
 from autolr.server import db
-from autolr.server.store import JobUpdate, SqlStore, StaleVersion
+from autolr.server.store import HistoryRows, JobUpdate, SqlStore, StaleVersion
 
 
-def _update(segment: int, *, status: str = "running", marker: str = "") -> JobUpdate:
+def _update(
+    segment: int, *, status: str = "running", marker: str = "", records: HistoryRows | None = None
+) -> JobUpdate:
     return JobUpdate(
         state={"segment": segment, "marker": marker, "nested": {"values": [1.0, 2.0]}},
         status=status,  # type: ignore[arg-type]
         segment=segment,
         stage=segment // 4,
         steps_used=segment * 10,
+        records=records or HistoryRows(),
+    )
+
+
+def _records(
+    segment: int, *, branches: int = 0, stage: int | None = None, mark: str = ""
+) -> HistoryRows:
+    """What the report for ``segment`` made: its segment record, branches, a finished stage."""
+    inst = {"segment": segment, "kind": "train"}
+    return HistoryRows(
+        segments=[{"instruction": inst, "mark": mark, "losses": [1.0, math.nan]}],
+        branches=[{"instruction": inst, "branch": i} for i in range(branches)],
+        stages=[] if stage is None else [{"stage": stage, "mark": mark}],
     )
 
 
@@ -211,13 +226,92 @@ class TestJobStoreContract:
             "unnamed": None,
         }
 
+    def test_saves_append_their_records_to_the_history_in_order(self, store: SqlStore) -> None:
+        _create(store)
+        assert store.history("job-a") == HistoryRows()
+        for segment in range(3):
+            made = _records(segment, branches=segment, stage=0 if segment == 1 else None)
+            store.save_report(
+                "job-a",
+                expected_version=segment + 1,
+                segment=segment,
+                report={},
+                answer={},
+                update=_update(segment + 1, records=made),
+            )
+        history = store.history("job-a")
+        assert [s["instruction"]["segment"] for s in history.segments] == [0, 1, 2]
+        assert math.isnan(history.segments[0]["losses"][1])
+        assert [(b["instruction"]["segment"], b["branch"]) for b in history.branches] == [
+            (1, 0),
+            (2, 0),
+            (2, 1),
+        ]
+        assert history.stages == [{"stage": 0, "mark": ""}]
+
+    def test_a_stale_save_appends_no_records(self, store: SqlStore) -> None:
+        _create(store)
+        store.save_report(
+            "job-a", expected_version=1, segment=0, report={}, answer={}, update=_update(1)
+        )
+        with pytest.raises(StaleVersion):
+            store.save_report(
+                "job-a",
+                expected_version=1,
+                segment=1,
+                report={},
+                answer={},
+                update=_update(2, records=_records(1, branches=1, stage=0)),
+            )
+        assert store.history("job-a") == HistoryRows()
+
+    def test_amend_replaces_the_records_of_its_report_only(self, store: SqlStore) -> None:
+        _create(store)
+        for segment in range(2):
+            store.save_report(
+                "job-a",
+                expected_version=segment + 1,
+                segment=segment,
+                report={},
+                answer={},
+                update=_update(segment + 1, records=_records(segment, stage=segment)),
+            )
+        store.amend_report(
+            "job-a",
+            expected_version=3,
+            segment=1,
+            report={"extra_steps": 3},
+            answer={},
+            update=_update(2, records=_records(1, branches=2, mark="amended")),
+        )
+        history = store.history("job-a")
+        assert [(s["instruction"]["segment"], s["mark"]) for s in history.segments] == [
+            (0, ""),
+            (1, "amended"),
+        ]
+        assert len(history.branches) == 2 and history.stages == [{"stage": 0, "mark": ""}]
+
+    def test_history_results_are_copies_and_unknown_jobs_have_none(self, store: SqlStore) -> None:
+        _create(store)
+        store.save_report(
+            "job-a",
+            expected_version=1,
+            segment=0,
+            report={},
+            answer={},
+            update=_update(1, records=_records(0)),
+        )
+        store.history("job-a").segments[0]["mark"] = "changed"
+        assert store.history("job-a").segments[0]["mark"] == ""
+        assert store.history("nope") == HistoryRows()
+
     def test_upgrade_is_idempotent(self, store: SqlStore) -> None:
         _create(store)
         db.upgrade(store.engine)
         assert store.load("job-a").version == 1
         with store.engine.connect() as conn:
             assert (
-                conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+                conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0003"
             )
 
 
