@@ -88,10 +88,10 @@ def reuse_run() -> tuple[AutoLR, list[tuple[int, str, list[float]]]]:
 
 
 def export_of(tuner: AutoLR) -> list[dict[str, Any]]:
-    """The export rows, built from the embedded controller's state (the server's shape)."""
+    """The export rows, built from the embedded controller's record (the server's shape)."""
     transport = tuner.transport
     assert isinstance(transport, LocalTransport)
-    return schedule_rows(transport.controller.state_dict())
+    return schedule_rows(transport.controller.record())
 
 
 def test_replay_of_tuner_schedule_reproduces_every_non_probe_lr(plain_run: Any) -> None:
