@@ -169,6 +169,8 @@ class History(BaseModel):
 
     stages: list[StageRecord] = Field(default_factory=list)
     segments: list[SegmentRecord] = Field(default_factory=list)
+    # Cooldown branches (kind "branch"), apart from ``segments``: decisions read the segment
+    # before a stage, and a branch's cooled loss must not become a stage's start.
     branches: list[SegmentRecord] = Field(default_factory=list)
 
 
@@ -239,9 +241,7 @@ def upgrade_state(state: dict[str, Any]) -> tuple[dict[str, Any], History]:
         stage_count=len(old.stages),
         previous_lr=earlier[-1] if earlier else None,
         last_segment=old.segments[-1] if old.segments else None,
-        probe_steps_used=sum(
-            s.steps_run for s in old.segments if s.instruction.kind == "probe"
-        ),
+        probe_steps_used=sum(s.steps_run for s in old.segments if s.instruction.kind == "probe"),
         branch_steps=sum(b.steps_run for b in old.branches),
         stage_branch_steps=sum(
             b.steps_run
@@ -651,17 +651,17 @@ class Controller:
         finite = [v for v in losses if math.isfinite(v)]
         val = sorted((int(s), v) for s, v in report.val_losses if 0 < s <= current.steps)
         record = SegmentRecord(
-                instruction=current,
-                start_step=state.steps_used,
-                steps_run=len(losses),
-                extra_steps=report.extra_steps,
-                loss_mean=_finite(sum(finite) / len(finite)) if finite else None,
-                loss_last=tail_mean(losses),
-                loss_noise=step_noise(losses),
-                loss_last_error=_tail_error(losses),
-                losses=_bucket_means(losses, LOG_POINTS_PER_SEGMENT),
-                val_losses=[(s, _finite(v)) for s, v in val],
-            )
+            instruction=current,
+            start_step=state.steps_used,
+            steps_run=len(losses),
+            extra_steps=report.extra_steps,
+            loss_mean=_finite(sum(finite) / len(finite)) if finite else None,
+            loss_last=tail_mean(losses),
+            loss_noise=step_noise(losses),
+            loss_last_error=_tail_error(losses),
+            losses=_bucket_means(losses, LOG_POINTS_PER_SEGMENT),
+            val_losses=[(s, _finite(v)) for s, v in val],
+        )
         self._history.segments.append(record)
         state.last_segment = record
         if current.kind == "probe":

@@ -1080,9 +1080,7 @@ class AutoLR:
             from autolr.controller import Controller
 
             try:
-                Controller.from_state_dict(
-                    dict(value["controller"]), history=value.get("history")
-                )
+                Controller.from_state_dict(dict(value["controller"]), history=value.get("history"))
             except Exception as exc:
                 raise ValueError(f"state_dict transport.controller: {exc}") from None
         if kind == "http" and not (

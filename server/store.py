@@ -258,7 +258,9 @@ def _append_history(conn: sa.Connection, job_id: str, segment: int, records: His
     for r in records.branches:
         at = int(r["instruction"]["segment"])
         positions[at] = positions.get(at, 0) + 1
-        rows.append({"job_id": job_id, "segment": at, "position": positions[at], "record": dumps(r)})
+        rows.append(
+            {"job_id": job_id, "segment": at, "position": positions[at], "record": dumps(r)}
+        )
     if rows:
         conn.execute(segment_log.insert(), rows)
     stages = [
