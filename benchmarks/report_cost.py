@@ -89,6 +89,33 @@ def _database(backend: str) -> Iterator[str | None]:
         yield scoped
 
 
+class TimedStore(SqlStore):
+    """`SqlStore` that adds up the wall time of the calls a report makes (``seconds``)."""
+
+    seconds = 0.0
+
+    def token_hash(self, job_id: str) -> str | None:
+        started = time.perf_counter()
+        try:
+            return super().token_hash(job_id)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def load(self, job_id: str) -> Any:
+        started = time.perf_counter()
+        try:
+            return super().load(job_id)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def save_report(self, job_id: str, **kwargs: Any) -> int:
+        started = time.perf_counter()
+        try:
+            return super().save_report(job_id, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
 class Job:
     """One open-ended job on a service, driven report by report."""
 
@@ -99,13 +126,16 @@ class Job:
         self.inst: Instruction = created.instruction
         self.model = NoisyQuadratic(seed=7)
 
-    def step(self) -> tuple[float, float]:
-        """Report the awaited segment; the seconds the service took (wall, and this thread's
-        CPU: the database server's work and waits left out)."""
+    def step(self) -> tuple[float, float, float]:
+        """Report the awaited segment; the seconds the service took: wall, this thread's CPU
+        (the database server's work and waits left out), and the store's calls' wall."""
         report = self.model.follow(self.inst)
-        started, cpu = time.perf_counter(), time.thread_time()
+        store = self.service.store
+        assert isinstance(store, TimedStore)
+        started, cpu, in_store = time.perf_counter(), time.thread_time(), store.seconds
         self.inst = self.service.report_as(self.job_id, self.token, report)
-        return time.perf_counter() - started, time.thread_time() - cpu
+        wall, cpu = time.perf_counter() - started, time.thread_time() - cpu
+        return wall, cpu, store.seconds - in_store
 
     def mark(self) -> tuple[dict[str, Any], Instruction, NoisyQuadratic]:
         """What `reset` needs to put the job back where it is now."""
@@ -162,7 +192,7 @@ def run_backend(
             return None
         engine = db.make_engine(url)
         db.upgrade(engine)
-        store = SqlStore(engine)
+        store = TimedStore(engine)
         service = JobService(
             store, Metrics(store.count_by_status), max_losses_per_report=100_000, decision_threads=1
         )
@@ -175,12 +205,14 @@ def run_backend(
             marks.append((job, job.mark(), job.sizes()))
         wall: list[list[float]] = [[] for _ in points]
         cpu: list[list[float]] = [[] for _ in points]
+        stored: list[list[float]] = [[] for _ in points]
         for _ in range(repeats):
             for i, (job, marked, _sizes) in enumerate(marks):
                 job.reset(marked)
                 times = [job.step() for _ in range(window)]
-                wall[i].append(statistics.median(t for t, _c in times))
-                cpu[i].append(statistics.median(c for _t, c in times))
+                wall[i].append(statistics.median(t[0] for t in times))
+                cpu[i].append(statistics.median(t[1] for t in times))
+                stored[i].append(statistics.median(t[2] for t in times))
         out: dict[str, Any] = {"backend": backend, "points": []}
         for i, point in enumerate(points):
             state_bytes, format1_bytes = marks[i][2]
@@ -188,6 +220,7 @@ def run_backend(
                 "segment": point,
                 "median_ms": 1000 * statistics.median(wall[i]),
                 "cpu_median_ms": 1000 * statistics.median(cpu[i]),
+                "store_median_ms": 1000 * statistics.median(stored[i]),
                 "repeat_medians_ms": [round(1000 * m, 3) for m in wall[i]],
                 "state_bytes": state_bytes,
                 "format1_state_bytes": format1_bytes,
@@ -195,7 +228,8 @@ def run_backend(
             out["points"].append(entry)
             print(
                 f"{backend:10s} segment {point:6d}: report {entry['median_ms']:7.2f} ms wall, "
-                f"{entry['cpu_median_ms']:6.2f} ms CPU (repeat medians "
+                f"{entry['cpu_median_ms']:6.2f} ms CPU, {entry['store_median_ms']:6.2f} ms in "
+                f"the store (repeat medians "
                 f"{', '.join(f'{m:.1f}' for m in entry['repeat_medians_ms'])}); "
                 f"stored state {state_bytes / 1024:5.1f} KB "
                 f"(format 1 would hold {format1_bytes / 1024:8.1f} KB)",
