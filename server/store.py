@@ -289,8 +289,10 @@ class SqlStore:
     """`JobStore` on SQLAlchemy Core: SQLite (WAL) or PostgreSQL (psycopg 3).
 
     Every write is one transaction. A save is ``UPDATE jobs ... WHERE id = :id AND version =
-    :expected`` followed by ``INSERT INTO reports``; zero updated rows (or a duplicate report
-    row) means another writer won, and the transaction rolls back. Loads read committed data
+    :expected`` followed by ``INSERT INTO reports`` and the inserts of the records the report
+    finished (``segment_log``, ``stage_log``: append-only, so a save writes the same amount
+    whatever the job's age); zero updated rows (or a duplicate row) means another writer won,
+    and the transaction rolls back. Loads read committed data
     only and hold no lock while the controller decides, so a slow decision blocks nobody.
 
     Args:

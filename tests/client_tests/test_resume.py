@@ -24,7 +24,7 @@ def _uninterrupted():
         model, opt = _fresh()
         tuner = AutoLR(model, opt, **GP)
         run(tuner, model, opt, make_data())
-        return tuner.schedule, params_of(model)
+        return tuner.schedule, params_of(model), tuner.results().rows
     finally:
         torch.set_num_threads(before)
 
@@ -60,10 +60,12 @@ def test_resume_mid_probe_reproduces_the_uninterrupted_run(reference, stop, how,
     assert tuner.lr == opt.param_groups[0]["lr"] == inst.lr
     run(tuner, model, opt, data, start=stop)
 
-    schedule, final = reference
+    schedule, final, rows = reference
     assert tuner.finished
     assert tuner.schedule == schedule
     assert_same_tensors(params_of(model), final)
+    # the embedded record (kept beside the controller state) came through the checkpoint
+    assert tuner.results().rows == rows
 
 
 def test_a_foreign_state_is_rejected():
