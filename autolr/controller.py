@@ -43,7 +43,7 @@ from autolr.policy import (
     window_noise,
 )
 from autolr.protocol import Branch, Instruction, Report
-from autolr.search import accepts_noise
+from autolr.search import SEARCH_FAILURES, accepts_noise
 from autolr.space import LogSpace
 
 if TYPE_CHECKING:
@@ -919,7 +919,7 @@ class Controller:
             extra = _noise_kwargs(self.searcher, propose, noise)
             x_next = propose(x_seen, y, seed=seed, bounds=stage.bounds, **extra)
             return x_next, math.inf
-        except Exception as exc:  # the job must go on: fall back to random search
+        except SEARCH_FAILURES as exc:  # the search contract's "cannot decide": go on at random
             stage.search_fallbacks.append(f"probe {i}: {type(exc).__name__}: {exc}"[:300])
             log.warning("GP search failed (%s); probing a random LR instead", exc)
             from autolr.search import RandomSearcher
@@ -1214,7 +1214,7 @@ class Controller:
             try:
                 extra = _noise_kwargs(self.searcher, self.searcher.choose, noise)
                 j = self.searcher.choose(x, y_unit, **extra)
-            except Exception as exc:
+            except SEARCH_FAILURES as exc:  # the search contract's "cannot decide"
                 stage.search_fallbacks.append(f"choose: {type(exc).__name__}: {exc}"[:300])
                 j = min(range(len(y)), key=lambda k: (y[k], k))
             pick = candidates[j].probe
