@@ -16,7 +16,7 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -61,6 +61,33 @@ T = THRESHOLDS
 LOSS_LIMIT = 1e300
 
 
+class ProbeOutcome(Protocol):
+    """What a probe's objective and its error are computed from: a `ProbeRecord`, or the HTTP
+    API's public view of one (``autolr.server.views``), so both use these formulas."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def forecast(self) -> float | None: ...
+    @property
+    def drop(self) -> float | None: ...
+    @property
+    def noise(self) -> float | None: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def drop_error(self) -> float: ...
+
+
+def probe_objective(probe: ProbeOutcome) -> float | None:
+    """What the search minimizes (see `autolr.policy`): the forecast less the cooldown's drop
+    (``forecast − drop``), in the units of the series judged (train or validation loss); the
+    forecast alone under the "horizon" objective; None for a failed probe."""
+    if not probe.ok or probe.forecast is None:
+        return None
+    return probe.forecast - (probe.drop or 0.0)
+
+
 class ProbeRecord(BaseModel):
     """One probe's outcome. ``forecast`` is None when the forecaster rejected the series."""
 
@@ -83,12 +110,8 @@ class ProbeRecord(BaseModel):
 
     @property
     def objective(self) -> float | None:
-        """What the search minimizes (see `autolr.policy`): the forecast less the cooldown's
-        drop (``forecast − drop``), in the units of the series judged (train or validation
-        loss); the forecast alone under the "horizon" objective."""
-        if not self.ok or self.forecast is None:
-            return None
-        return self.forecast - (self.drop or 0.0)
+        """What the search minimizes: `probe_objective`."""
+        return probe_objective(self)
 
 
 class StageRecord(BaseModel):
@@ -255,7 +278,7 @@ def _add_start_sample(stage: StageRecord, first_loss: float, noise: float) -> No
     stage.baseline_error = noises[len(noises) // 2] / math.sqrt(n + 1)
 
 
-def forecast_error(probe: ProbeRecord) -> float:
+def forecast_error(probe: ProbeOutcome) -> float:
     """A probe forecast's standard error from its loss noise: the SE of its last quarter.
 
     Public because the server's dashboard draws the GP the search fitted, variances included.
@@ -265,7 +288,7 @@ def forecast_error(probe: ProbeRecord) -> float:
     return probe.noise / math.sqrt(max(1.0, probe.steps / 4))
 
 
-def objective_error(probe: ProbeRecord) -> float:
+def objective_error(probe: ProbeOutcome) -> float:
     """Standard error of a probe's objective: its forecast's and its cooldown drop's."""
     return math.hypot(forecast_error(probe), probe.drop_error)
 
