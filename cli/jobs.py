@@ -5,11 +5,12 @@
     autolr jobs cancel JOB --token T
     autolr export      JOB --token T --format json|csv [--out FILE]
 
-Every command talks to a running server through the client's `HttpTransport` (one HTTP client
-for the tuner and the CLI: URL joining, credentials, error answers): ``--server`` (env ``AUTOLR_SERVER``, default
-``http://127.0.0.1:8000``), the job's token as ``--token`` (env ``AUTOLR_TOKEN``) and the admin
-key as ``--admin-key`` (env ``AUTOLR_ADMIN_KEY``, the variable the server reads too). httpx and
-rich load only when a command runs, so ``autolr --help`` stays fast.
+Every command talks to a running server through the client's `HttpTransport`, the one HTTP
+client of autolr (URL joining, credentials, error answers): ``--server`` (env
+``AUTOLR_SERVER``, default ``http://127.0.0.1:8000``), the job's token as ``--token`` (env
+``AUTOLR_TOKEN``) and the admin key as ``--admin-key`` (env ``AUTOLR_ADMIN_KEY``, the variable
+the server reads too). The client and rich load only when a command runs, so ``autolr --help``
+stays fast.
 
 The export is the job's schedule in the format of `autolr.export` (one row per finished
 segment), which `autolr.client.ReplaySchedule` reads back: replaying a tuned schedule later,
@@ -100,8 +101,6 @@ def _server(
     URL joining, credentials and reading the server's error answers are the transport's; this
     only turns its errors into one line and exit status 1. One attempt, as a person retries.
     """
-    import httpx
-
     from autolr.client import HttpTransport
 
     transport = HttpTransport(
@@ -109,7 +108,7 @@ def _server(
         job_id=job_id,
         token=token or None,
         admin_key=admin_key or None,
-        timeout=httpx.Timeout(TIMEOUT_S),
+        timeout=TIMEOUT_S,
         retries=0,
     )
     try:

@@ -134,7 +134,8 @@ class HttpTransport:
             require it), and on a job's routes when there is no token (the key opens every job).
         name: the job's name on the server (lists, dashboard, export); None: unnamed.
         timeout: timeouts of the client the transport creates; explicit by default
-            (`DEFAULT_TIMEOUT`). An injected ``client`` keeps its own.
+            (`DEFAULT_TIMEOUT`), or one number of seconds for every phase. An injected
+            ``client`` keeps its own.
         retries: retries after the first attempt, for retryable failures.
         backoff: base delay in seconds; attempt n waits ``uniform(0, min(backoff_max,
             backoff·2ⁿ))`` (full jitter), or the server's ``Retry-After`` when longer.
@@ -164,7 +165,7 @@ class HttpTransport:
         job_id: str | None = None,
         admin_key: str | None = None,
         name: str | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         retries: int = 4,
         backoff: float = 0.5,
         backoff_max: float = 8.0,
