@@ -4,8 +4,9 @@ The controller keeps more per stage and segment than a person or a tool should r
 bookkeeping of a train segment run in chunks, the stage's search bounds, a probe awaiting its
 cooldown tail, the standard errors the health checks compare. Publishing its records as they
 are would make every such field part of the API, so a change of the controller's bookkeeping
-would change the wire format. These views name what a job did, for users: the client, the CLI,
-the export (`autolr.export`) and the dashboard read nothing else.
+would change the wire format. These views name what a job did, for users: the CLI, a server
+job's export (`autolr.export`) and the dashboard read nothing else, and the views keep the
+names the export shares with the controller's state (``segments``, ``stages``).
 
 Each view is validated from the controller's own record (``View.of(record)``) or from the
 parsed state (`JobDetail.of_record`); fields it does not declare are left out. A probe's
