@@ -16,7 +16,7 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -43,7 +43,7 @@ from autolr.policy import (
     window_noise,
 )
 from autolr.protocol import Branch, Instruction, Report
-from autolr.search import accepts_noise
+from autolr.search import SEARCH_FAILURES, accepts_noise
 from autolr.space import LogSpace
 
 if TYPE_CHECKING:
@@ -60,6 +60,33 @@ T = THRESHOLDS
 #: A loss beyond this magnitude cannot be differenced or averaged without overflowing: a probe
 #: that reports one failed, whatever the forecaster makes of it (1e308 is finite).
 LOSS_LIMIT = 1e300
+
+
+class ProbeOutcome(Protocol):
+    """What a probe's objective and its error are computed from: a `ProbeRecord`, or the HTTP
+    API's public view of one (``autolr.server.views``), so both use these formulas."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def forecast(self) -> float | None: ...
+    @property
+    def drop(self) -> float | None: ...
+    @property
+    def noise(self) -> float | None: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def drop_error(self) -> float: ...
+
+
+def probe_objective(probe: ProbeOutcome) -> float | None:
+    """What the search minimizes (see `autolr.policy`): the forecast less the cooldown's drop
+    (``forecast − drop``), in the units of the series judged (train or validation loss); the
+    forecast alone under the "horizon" objective; None for a failed probe."""
+    if not probe.ok or probe.forecast is None:
+        return None
+    return probe.forecast - (probe.drop or 0.0)
 
 
 class ProbeRecord(BaseModel):
@@ -84,12 +111,8 @@ class ProbeRecord(BaseModel):
 
     @property
     def objective(self) -> float | None:
-        """What the search minimizes (see `autolr.policy`): the forecast less the cooldown's
-        drop (``forecast − drop``), in the units of the series judged (train or validation
-        loss); the forecast alone under the "horizon" objective."""
-        if not self.ok or self.forecast is None:
-            return None
-        return self.forecast - (self.drop or 0.0)
+        """What the search minimizes: `probe_objective`."""
+        return probe_objective(self)
 
 
 class StageRecord(BaseModel):
@@ -336,7 +359,7 @@ def _add_start_sample(stage: StageRecord, first_loss: float, noise: float) -> No
     stage.baseline_error = noises[len(noises) // 2] / math.sqrt(n + 1)
 
 
-def forecast_error(probe: ProbeRecord) -> float:
+def forecast_error(probe: ProbeOutcome) -> float:
     """A probe forecast's standard error from its loss noise: the SE of its last quarter.
 
     Public because the server's dashboard draws the GP the search fitted, variances included.
@@ -346,7 +369,7 @@ def forecast_error(probe: ProbeRecord) -> float:
     return probe.noise / math.sqrt(max(1.0, probe.steps / 4))
 
 
-def objective_error(probe: ProbeRecord) -> float:
+def objective_error(probe: ProbeOutcome) -> float:
     """Standard error of a probe's objective: its forecast's and its cooldown drop's."""
     return math.hypot(forecast_error(probe), probe.drop_error)
 
@@ -1089,7 +1112,7 @@ class Controller:
             extra = _noise_kwargs(self.searcher, propose, noise)
             x_next = propose(x_seen, y, seed=seed, bounds=stage.bounds, **extra)
             return x_next, math.inf
-        except Exception as exc:  # the job must go on: fall back to random search
+        except SEARCH_FAILURES as exc:  # the search contract's "cannot decide": go on at random
             stage.search_fallbacks.append(f"probe {i}: {type(exc).__name__}: {exc}"[:300])
             log.warning("GP search failed (%s); probing a random LR instead", exc)
             from autolr.search import RandomSearcher
@@ -1384,7 +1407,7 @@ class Controller:
             try:
                 extra = _noise_kwargs(self.searcher, self.searcher.choose, noise)
                 j = self.searcher.choose(x, y_unit, **extra)
-            except Exception as exc:
+            except SEARCH_FAILURES as exc:  # the search contract's "cannot decide"
                 stage.search_fallbacks.append(f"choose: {type(exc).__name__}: {exc}"[:300])
                 j = min(range(len(y)), key=lambda k: (y[k], k))
             pick = candidates[j].probe

@@ -72,7 +72,15 @@ __all__ = [
 
 
 class AutoLRError(Exception):
-    """Base class of every error autolr raises on purpose."""
+    """Base class of every error autolr raises on purpose.
+
+    Attributes:
+        http_status: the HTTP status of the answer this error was decoded from
+            (`autolr.client.HttpTransport` sets it), so a tool can name the status without
+            mapping classes back to statuses; None for an error raised in this process.
+    """
+
+    http_status: int | None = None
 
 
 # --- the core: config, reports, jobs -------------------------------------------------------

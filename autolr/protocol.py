@@ -131,3 +131,47 @@ class Report(BaseModel):
                 for p in value
             ]
         return value
+
+
+def same_loss(x: float, y: float) -> bool:
+    """Two losses are the same: equal, or both NaN (NaN never equals itself in Python)."""
+    return x == y or (x != x and y != y)
+
+
+def report_difference(recorded: Report, sent: Report) -> str | None:
+    """What differs between two reports of one segment, besides ``extra_steps`` (None: same).
+
+    The one rule for a report sent again: the service answers a resent report with its
+    recorded answer when this finds nothing (`autolr.server.service.JobService`), and the
+    client compares its record with the service's by it (``autolr.client._link``). Losses
+    compare exactly, NaN equal to NaN and infinities to themselves; ``kind`` only when both
+    reports name one (older clients send none). ``extra_steps`` is left to the caller: the
+    service lets a resent report add to them, the client wants them equal. (The controller
+    itself answers a report of the segment before the awaited one idempotently by its index
+    alone: it keeps no reports, the service and the client keep them and apply this.)
+    """
+    if recorded.kind is not None and sent.kind is not None and recorded.kind != sent.kind:
+        return f"kind={sent.kind!r}, recorded {recorded.kind!r}"
+    a, b = recorded.train_losses, sent.train_losses
+    if len(a) != len(b):
+        return f"{len(b)} train_losses, recorded {len(a)}"
+    differ = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if not same_loss(x, y)]
+    if differ:
+        i = differ[0]
+        return (
+            f"train_losses differ at {len(differ)} of {len(a)} steps (first at index {i}: "
+            f"recorded {a[i]!r}, sent {b[i]!r})"
+        )
+    va, vb = recorded.val_losses, sent.val_losses
+    if len(va) != len(vb) or any(
+        step_a != step_b or not same_loss(xa, xb)
+        for (step_a, xa), (step_b, xb) in zip(va, vb, strict=True)
+    ):
+        return f"val_losses differ ({len(vb)} sent, {len(va)} recorded)"
+    if recorded.total_steps != sent.total_steps:
+        return f"total_steps={sent.total_steps}, recorded {recorded.total_steps}"
+    if [b.model_dump_json() for b in recorded.branches] != [
+        b.model_dump_json() for b in sent.branches
+    ]:
+        return f"branches differ ({len(sent.branches)} sent, {len(recorded.branches)} recorded)"
+    return None

@@ -5,10 +5,12 @@
     autolr jobs cancel JOB --token T
     autolr export      JOB --token T --format json|csv [--out FILE]
 
-Every command talks HTTP to a running server: ``--server`` (env ``AUTOLR_SERVER``, default
-``http://127.0.0.1:8000``), the job's token as ``--token`` (env ``AUTOLR_TOKEN``) and the admin
-key as ``--admin-key`` (env ``AUTOLR_ADMIN_KEY``, the variable the server reads too). httpx and
-rich load only when a command runs, so ``autolr --help`` stays fast.
+Every command talks to a running server through the client's `HttpTransport`, the one HTTP
+client of autolr (URL joining, credentials, error answers): ``--server`` (env
+``AUTOLR_SERVER``, default ``http://127.0.0.1:8000``), the job's token as ``--token`` (env
+``AUTOLR_TOKEN``) and the admin key as ``--admin-key`` (env ``AUTOLR_ADMIN_KEY``, the variable
+the server reads too). The client and rich load only when a command runs, so ``autolr --help``
+stays fast.
 
 The export is the job's schedule in the format of `autolr.export` (one row per finished
 segment), which `autolr.client.ReplaySchedule` reads back: replaying a tuned schedule later,
@@ -19,17 +21,21 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from autolr.errors import AutoLRError, TransportError
 from autolr.export import schedule_rows, write_csv
 
 if TYPE_CHECKING:
     from rich.table import Table
+
+    from autolr.client import HttpTransport
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 #: Seconds to wait for the server: reads are quick, but a server busy fitting GPs may queue.
@@ -81,38 +87,41 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _call(
-    method: str,
+@contextmanager
+def _server(
     server: str,
-    path: str,
+    what: str,
     *,
+    job_id: str | None = None,
     token: str | None = None,
     admin_key: str | None = None,
-    params: Mapping[str, Any] | None = None,
-) -> Any:
-    """One request; the parsed JSON answer, or exit 1 with the server's own message."""
-    import httpx
+) -> Iterator[HttpTransport]:
+    """The client's `HttpTransport` for one command (``what``: the request, for messages).
 
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    if admin_key:
-        headers["X-Admin-Key"] = admin_key
-    url = server.rstrip("/") + path
+    URL joining, credentials and reading the server's error answers are the transport's; this
+    only turns its errors into one line and exit status 1. One attempt, as a person retries.
+    """
+    from autolr.client import HttpTransport
+
+    transport = HttpTransport(
+        server,
+        job_id=job_id,
+        token=token or None,
+        admin_key=admin_key or None,
+        timeout=TIMEOUT_S,
+        retries=0,
+    )
     try:
-        response = httpx.request(method, url, headers=headers, params=params, timeout=TIMEOUT_S)
-    except httpx.HTTPError as exc:
+        yield transport
+    except TransportError as exc:
         raise _fail(
-            f"cannot reach the autolr server at {server} ({type(exc).__name__}: {exc}); "
+            f"cannot reach the autolr server at {server} ({exc}); "
             "check --server (env AUTOLR_SERVER)"
         ) from None
-    if response.status_code >= 400:
-        try:
-            message = response.json().get("message") or response.text
-        except ValueError:
-            message = response.text
-        raise _fail(f"{method} {path} answered {response.status_code}: {message}")
-    return response.json()
+    except AutoLRError as exc:
+        raise _fail(f"{what} answered {exc.http_status}: {exc}") from None
+    finally:
+        transport.close()
 
 
 def _need_credentials(token: str | None, admin_key: str | None) -> None:
@@ -122,10 +131,10 @@ def _need_credentials(token: str | None, admin_key: str | None) -> None:
 
 def _job(server: str, job_id: str, token: str | None, admin_key: str | None) -> dict[str, Any]:
     _need_credentials(token, admin_key)
-    detail: dict[str, Any] = _call(
-        "GET", server, f"/v1/jobs/{job_id}", token=token, admin_key=admin_key
-    )
-    return detail
+    with _server(
+        server, f"GET /v1/jobs/{job_id}", job_id=job_id, token=token, admin_key=admin_key
+    ) as transport:
+        return transport.job()
 
 
 # --------------------------------------------------------------------------- tables
@@ -184,17 +193,15 @@ def list_jobs(
     The current LR needs the admin key (the listing carries no LR, and each job's detail is
     readable only with its token or the key); without it the column shows ``-``.
     """
-    params: dict[str, Any] = {"limit": limit}
-    if status is not None:
-        params["status"] = status.value
-    page = _call("GET", server, "/v1/jobs", admin_key=admin_key, params=params)
+    with _server(server, "GET /v1/jobs", admin_key=admin_key) as transport:
+        page = transport.list_jobs(status=None if status is None else status.value, limit=limit)
     table = _table(
         "job", "status", "stage", "steps", "lr", "created", "name", numeric=("stage", "lr")
     )
     for job in page["jobs"]:
         lr = "-"
         if admin_key:
-            detail = _call("GET", server, f"/v1/jobs/{job['job_id']}", admin_key=admin_key)
+            detail = _job(server, job["job_id"], None, admin_key)
             lr = fmt_lr(detail["current"]["lr"])
         created = str(job["created_at"]).replace("T", " ")[:19]
         name = job.get("name") or ""
@@ -279,7 +286,10 @@ def cancel_job(
 ) -> None:
     """Cancel a running job: its training client gets a refusal at its next report."""
     _need_credentials(token, admin_key)
-    job = _call("DELETE", server, f"/v1/jobs/{job_id}", token=token, admin_key=admin_key)
+    with _server(
+        server, f"DELETE /v1/jobs/{job_id}", job_id=job_id, token=token, admin_key=admin_key
+    ) as transport:
+        job = transport.cancel()
     if job["status"] == "cancelled":
         typer.echo(f"job {job_id}: cancelled")
     else:

@@ -130,10 +130,12 @@ class HttpTransport:
         base_url: the server, e.g. ``"http://tuner:8000"``.
         token: the job token, when attaching to an existing job (else `start` sets it).
         job_id: the job, when attaching to an existing job.
-        admin_key: sent on job creation (servers with ``AUTOLR_ADMIN_KEY`` require it).
+        admin_key: sent on job creation and job listing (servers with ``AUTOLR_ADMIN_KEY``
+            require it), and on a job's routes when there is no token (the key opens every job).
         name: the job's name on the server (lists, dashboard, export); None: unnamed.
         timeout: timeouts of the client the transport creates; explicit by default
-            (`DEFAULT_TIMEOUT`). An injected ``client`` keeps its own.
+            (`DEFAULT_TIMEOUT`), or one number of seconds for every phase. An injected
+            ``client`` keeps its own.
         retries: retries after the first attempt, for retryable failures.
         backoff: base delay in seconds; attempt n waits ``uniform(0, min(backoff_max,
             backoff·2ⁿ))`` (full jitter), or the server's ``Retry-After`` when longer.
@@ -163,7 +165,7 @@ class HttpTransport:
         job_id: str | None = None,
         admin_key: str | None = None,
         name: str | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         retries: int = 4,
         backoff: float = 0.5,
         backoff_max: float = 8.0,
@@ -338,9 +340,25 @@ class HttpTransport:
         return found
 
     def cancel(self) -> dict[str, Any]:
-        """Cancel the job on the server."""
+        """Cancel the job on the server; the job as the server shows it then (``JobInfo``)."""
         job_id = self._require_job()
         return self._request("DELETE", f"/v1/jobs/{job_id}", headers=self._auth())
+
+    def list_jobs(
+        self, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> dict[str, Any]:
+        """A page of the server's jobs, newest first (``GET /v1/jobs``): ``jobs`` and
+        ``next_offset`` (None on the last page). Sends the admin key when one was given.
+
+        Raises:
+            Unauthorized: the server needs the admin key (pass ``admin_key=``).
+            ServerUnavailable: no answer after the retries.
+        """
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status is not None:
+            params["status"] = status
+        headers = {"X-Admin-Key": self._admin_key} if self._admin_key else {}
+        return self._request("GET", "/v1/jobs", params=params, headers=headers)
 
     def __enter__(self) -> HttpTransport:
         return self
@@ -355,7 +373,10 @@ class HttpTransport:
         return self._job_id
 
     def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        """A job route's credentials: the job's token, else the admin key (it opens every job)."""
+        if self._token:
+            return {"Authorization": f"Bearer {self._token}"}
+        return {"X-Admin-Key": self._admin_key} if self._admin_key else {}
 
     def _delay(self, attempt: int, response: httpx.Response | None) -> float:
         delay = random.uniform(0.0, min(self.backoff_max, self.backoff * 2**attempt))
@@ -435,8 +456,17 @@ class HttpTransport:
         self._unavailable = True
         raise ServerUnavailable(url, attempt + 1, cause)
 
-    @staticmethod
+    @classmethod
     def _error(
+        cls, response: httpx.Response, code: str | None, *, create: bool, segment: int | None
+    ) -> AutoLRError:
+        """The tree's error for a final refusal, carrying the answer's status."""
+        error = cls._decode(response, code, create=create, segment=segment)
+        error.http_status = response.status_code
+        return error
+
+    @staticmethod
+    def _decode(
         response: httpx.Response, code: str | None, *, create: bool, segment: int | None
     ) -> AutoLRError:
         status, message = response.status_code, _message(response)

@@ -35,7 +35,7 @@ import torch
 from autolr.client._transport import LocalTransport, Transport
 from autolr.config import TunerConfig
 from autolr.errors import Conflict, Diverged, JobFinished, TransportError
-from autolr.protocol import Instruction, Report
+from autolr.protocol import Instruction, Report, report_difference
 
 if TYPE_CHECKING:
     from autolr.controller import Controller
@@ -74,10 +74,17 @@ def keep_rng() -> Iterator[None]:
 
 
 def same_report(a: Report | None, b: Report | None) -> bool:
-    """Equal content, NaN equal to NaN (the JSON forms are compared)."""
+    """The same report as the service would hold it: `autolr.protocol.report_difference` (the
+    one rule for a resent report) on both as the wire carries them (±inf travel as null and
+    come back as NaN), with equal ``kind`` and ``extra_steps`` (the run's record is exact)."""
     if a is None or b is None:
         return a is b
-    return a.model_dump_json() == b.model_dump_json()
+    a, b = _as_sent(a), _as_sent(b)
+    return a.kind == b.kind and a.extra_steps == b.extra_steps and report_difference(a, b) is None
+
+
+def _as_sent(report: Report) -> Report:
+    return Report.model_validate_json(report.model_dump_json())
 
 
 class Link:

@@ -41,6 +41,7 @@ from autolr.client._transport import LocalTransport, Transport
 from autolr.client.errors import ClientError, TunerFinished
 from autolr.config import TunerConfig
 from autolr.errors import ConfigError
+from autolr.policy import tail_mean
 from autolr.protocol import Branch, Instruction, Report
 
 log = logging.getLogger("autolr.client")
@@ -505,7 +506,8 @@ class AutoLR:
             self._schedule.pop()
         self._schedule.append(Segment.ran(inst, len(train)))
         if inst.kind == "probe":
-            self._stage_probes.append((inst.lr, _tail_mean(train)))
+            # the statistic the controller records as a segment's ``loss_last``
+            self._stage_probes.append((inst.lr, tail_mean(train)))
         self._losses, self._chunks, self._val, self._pos = [], [], [], 0
         if self._on_segment is not None:
             self._report_metrics(inst, train)
@@ -513,7 +515,7 @@ class AutoLR:
 
     def _report_metrics(self, inst: Instruction, train: list[float]) -> None:
         """Hand the segment's metrics to the user's ``on_segment`` hook (never raises)."""
-        mean = _tail_mean(train, fraction=1.0)  # all finite losses; inf when they overflow
+        mean = tail_mean(train, fraction=1.0)  # all finite losses; None when their mean overflows
         metrics: dict[str, Any] = {
             "step": self.steps_run,
             "segment": inst.segment,
@@ -1230,17 +1232,6 @@ def _make_transport(
     key = admin_key if admin_key is not None else os.environ.get("AUTOLR_ADMIN_KEY") or None
     http: Transport = HttpTransport(server, strict=strict, admin_key=key, name=name)
     return http
-
-
-def _tail_mean(values: list[float], fraction: float = 0.1) -> float | None:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
-        return None
-    k = max(1, int(len(finite) * fraction))
-    try:
-        return math.fsum(finite[-k:]) / k
-    except OverflowError:  # finite losses near the float maximum: their mean overflows
-        return math.inf
 
 
 def _reattach(transport: Transport, state: dict[str, Any]) -> None:

@@ -7,8 +7,9 @@ that is also valid inline in HTML. Geometry is computed here; the markup comes f
 trees rendered by an autoescaping template (`autolr.server.svg`), so every text and attribute
 value is escaped by construction.
 
-Three charts, all drawn from the controller's own records (`autolr.controller.SegmentRecord`,
-`StageRecord`), so the dashboard shows exactly what the job decided:
+Three charts, all drawn from the job's public records (`autolr.server.views.SegmentPublic`,
+`StagePublic`, what ``GET /v1/jobs/{id}`` answers), so the dashboard shows exactly what the
+job decided, and nothing the API does not publish:
 
 - `lr_svg`: the LR of every segment over the steps used (log-scale y);
 - `loss_svg`: training loss (the segment log's bucket means) and validation loss over the
@@ -24,8 +25,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from autolr.controller import SegmentRecord, StageRecord, objective_error
+from autolr.controller import objective_error
 from autolr.server.svg import Element, el, render, titled
+from autolr.server.views import SegmentPublic, StagePublic
 from autolr.space import LogSpace
 
 #: Fill colours of the segment kinds (colour-blind-safe Okabe-Ito hues).
@@ -279,14 +281,14 @@ def _empty(frame: Frame, label: str, css_class: str, message: str) -> str:
     return _svg(frame, label, body, css_class)
 
 
-def _step_span(segments: Sequence[SegmentRecord], budget_steps: int | None = None) -> float:
+def _step_span(segments: Sequence[SegmentPublic], budget_steps: int | None = None) -> float:
     """The x axis's extent: the job's step budget when it has one (so a running job's charts
     show how much is left), else the steps used so far."""
     used = float(max((s.start_step + s.steps_run for s in segments), default=0))
     return max(used, float(budget_steps or 0)) or 1.0
 
 
-def _bands(frame: Frame, x: Scale, segments: Sequence[SegmentRecord]) -> list[Element]:
+def _bands(frame: Frame, x: Scale, segments: Sequence[SegmentPublic]) -> list[Element]:
     """One translucent rectangle per segment, coloured by its kind, with a tooltip."""
     rects = []
     for seg in segments:
@@ -315,11 +317,11 @@ def _bands(frame: Frame, x: Scale, segments: Sequence[SegmentRecord]) -> list[El
 
 
 def lr_svg(
-    segments: Sequence[SegmentRecord],
+    segments: Sequence[SegmentPublic],
     *,
     frame: Frame | None = None,
     budget_steps: int | None = None,
-    branches: Sequence[SegmentRecord] = (),
+    branches: Sequence[SegmentPublic] = (),
 ) -> str:
     """The LR schedule over the step budget, log-scale y, on bands of segment kinds.
 
@@ -379,7 +381,7 @@ def _loss_range(values: Sequence[float]) -> tuple[float, float, bool]:
 
 
 def _loss_runs(
-    segments: Sequence[SegmentRecord],
+    segments: Sequence[SegmentPublic],
 ) -> tuple[list[list[tuple[float, float]]], list[list[tuple[float, float]]]]:
     """Training and validation loss as (step, loss) runs, split where a value is non-finite.
 
@@ -409,7 +411,7 @@ def _loss_runs(
 
 
 def loss_svg(
-    segments: Sequence[SegmentRecord],
+    segments: Sequence[SegmentPublic],
     *,
     frame: Frame | None = None,
     budget_steps: int | None = None,
@@ -482,7 +484,7 @@ def loss_svg(
 
 
 def stage_posterior(
-    stage: StageRecord, space: LogSpace, *, forecast_noise: bool = True
+    stage: StagePublic, space: LogSpace, *, forecast_noise: bool = True
 ) -> Posterior | None:
     """The GP posterior of the ranked objective over the LR range, fitted to a stage's probes.
 
@@ -526,7 +528,7 @@ def _fit_posterior(
 
 
 def probe_svg(
-    stage: StageRecord,
+    stage: StagePublic,
     space: LogSpace,
     posterior: Posterior | None = None,
     *,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from autolr.controller import StageRecord
 from autolr.policy import Decision, Evidence
+from autolr.server.views import StagePublic
 
 #: One sentence per rule: what made the stage train at its LR. Keys are `Rule` values (stable:
 #: they are persisted); a rule without a sentence here is shown by its name.
@@ -88,6 +88,6 @@ def explain(decision: Decision) -> Explanation:
     )
 
 
-def explain_stage(stage: StageRecord) -> list[Explanation]:
+def explain_stage(stage: StagePublic) -> list[Explanation]:
     """Every decision of a stage, in order; the last one is what the stage trains with."""
     return [explain(d) for d in stage.decisions]

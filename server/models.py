@@ -13,10 +13,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from autolr.config import TunerConfig
-from autolr.controller import SegmentRecord, StageRecord
 from autolr.protocol import Instruction, Report
 from autolr.server.schema import NAME_MAX_LENGTH
 from autolr.server.store import HistoryRows, JobRecord, JobStatus, JobSummary
+from autolr.server.views import SegmentPublic, StagePublic
 
 
 class JobCreate(TunerConfig):
@@ -80,15 +80,16 @@ class JobInfo(BaseModel):
 
 class JobDetail(JobInfo):
     """A job in full: config, what it awaits, the schedule so far, stages with their probes
-    (and each probe's predicted loss) and the segment log with loss summaries."""
+    (and each probe's predicted loss) and the segment log with loss summaries, as the public
+    views of `autolr.server.views` (not the controller's records)."""
 
     config: TunerConfig
     current: Instruction = Field(description="The instruction whose report is awaited.")
     finished: bool
     schedule: list[Instruction] = Field(description="Segments run so far, in order.")
-    stages: list[StageRecord]
-    segments: list[SegmentRecord]
-    branches: list[SegmentRecord] = Field(
+    stages: list[StagePublic] = Field(description="Stages so far, with probes and decisions.")
+    segments: list[SegmentPublic] = Field(description="Finished segments, with loss summaries.")
+    branches: list[SegmentPublic] = Field(
         default_factory=list, description="Cooldown branches (kind 'branch'), in order."
     )
 

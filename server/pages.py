@@ -16,11 +16,11 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from autolr.controller import StageRecord
 from autolr.protocol import Instruction
 from autolr.server import dashboard as charts
 from autolr.server.explain import Explanation, explain_stage
 from autolr.server.models import JobDetail
+from autolr.server.views import StagePublic
 from autolr.space import LogSpace
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -52,7 +52,7 @@ def render(template: str, **context: Any) -> str:
 class StageCard:
     """One stage as its card shows it: the record, its decisions in words, its probe chart."""
 
-    stage: StageRecord
+    stage: StagePublic
     explanations: list[Explanation]
     chart: Markup
     no_gp: bool  # probes exist but too few healthy ones to draw the GP

@@ -17,7 +17,7 @@ from autolr.config import TunerConfig
 from autolr.controller import Controller
 from autolr.errors import ConfigError, Conflict, ReportError, StaleVersion
 from autolr.plan import stage_plan
-from autolr.protocol import Instruction, Report
+from autolr.protocol import Instruction, Report, report_difference
 from autolr.server import auth
 from autolr.server.errors import (
     BadJobId,
@@ -85,41 +85,6 @@ def check_report_bounds(report: Report) -> None:
     for i, (step, _value) in enumerate(report.val_losses):
         if not 0 <= step <= MAX_STEPS:
             raise OutOfRange(f"val_losses.{i}.0", step, 0, MAX_STEPS)
-
-
-def content_difference(recorded: Report, sent: Report) -> str | None:
-    """What differs between two reports of one segment, besides ``extra_steps`` (None: same).
-
-    Losses compare exactly, NaN equal to NaN and infinities to themselves.
-    """
-    if recorded.kind is not None and sent.kind is not None and recorded.kind != sent.kind:
-        return f"kind={sent.kind!r}, recorded {recorded.kind!r}"
-    a, b = recorded.train_losses, sent.train_losses
-    if len(a) != len(b):
-        return f"{len(b)} train_losses, recorded {len(a)}"
-    differ = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if not _same_float(x, y)]
-    if differ:
-        i = differ[0]
-        return (
-            f"train_losses differ at {len(differ)} of {len(a)} steps (first at index {i}: "
-            f"recorded {a[i]!r}, sent {b[i]!r})"
-        )
-    va, vb = recorded.val_losses, sent.val_losses
-    if len(va) != len(vb) or any(
-        sa_ != sb_ or not _same_float(xa, xb) for (sa_, xa), (sb_, xb) in zip(va, vb, strict=True)
-    ):
-        return f"val_losses differ ({len(vb)} sent, {len(va)} recorded)"
-    if recorded.total_steps != sent.total_steps:
-        return f"total_steps={sent.total_steps}, recorded {recorded.total_steps}"
-    if [b.model_dump_json() for b in recorded.branches] != [
-        b.model_dump_json() for b in sent.branches
-    ]:
-        return f"branches differ ({len(sent.branches)} sent, {len(recorded.branches)} recorded)"
-    return None
-
-
-def _same_float(x: float, y: float) -> bool:
-    return x == y or (x != x and y != y)
 
 
 def _update_for(controller: Controller) -> JobUpdate:
@@ -316,7 +281,7 @@ class JobService:
         if stored is None:  # pragma: no cover - every recorded segment has its row
             raise Conflict(expected=current, got=report.segment)
         recorded = Report.model_validate(stored.report)
-        what = content_difference(recorded, report)
+        what = report_difference(recorded, report)
         if what is None and report.extra_steps == recorded.extra_steps:
             self.metrics.reports.labels(outcome="duplicate").inc()
             log.info("duplicate report", extra=extra)

@@ -29,9 +29,17 @@ from autolr.search._random import RandomSearcher
 if TYPE_CHECKING:
     from autolr.search._gp import GPSearcher
 
-# `SearcherBase` and `accepts_noise` are importable from here too (the optional capabilities),
-# outside ``__all__``, whose five names are the searching surface.
+# `SearcherBase`, `accepts_noise` and `SEARCH_FAILURES` are importable from here too (the
+# optional capabilities, the failure contract), outside ``__all__``, whose five names are the
+# searching surface.
 __all__ = ["GPSearcher", "RandomSearcher", "SearchError", "SearchInputError", "Searcher"]
+
+#: What a `Searcher` raises when it cannot decide on the observations it is given (the
+#: contract below): ``SearchError`` (the model failed) and ``SearchInputError`` (observations
+#: it cannot take, e.g. a variance beyond the float range). A caller that must go on (the
+#: controller) catches exactly these and falls back to ``RandomSearcher``; anything else a
+#: searcher raises is a bug and propagates.
+SEARCH_FAILURES: tuple[type[Exception], ...] = (SearchError, SearchInputError)
 
 
 @runtime_checkable
@@ -49,7 +57,8 @@ class Searcher(Protocol):
       the caller first (AutoLRS pitfall 2).
     - **Failure.** ``SearchError`` (a ``RuntimeError``) means this searcher cannot decide
       on these observations (e.g. the GP fit failed); the caller falls back to
-      ``RandomSearcher``. No other exception is raised on purpose.
+      ``RandomSearcher``, as it does on ``SearchInputError`` (`SEARCH_FAILURES`). No other
+      exception is raised on purpose, and the controller lets any other one propagate.
     """
 
     def propose(

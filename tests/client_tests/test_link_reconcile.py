@@ -10,6 +10,7 @@ and the service ends with the run's record unless its record contradicts the run
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from autolr.client import AutoLR, LocalTransport, TransportError, _link
 from autolr.client._link import same_report
 from autolr.client.errors import ClientError
 from autolr.controller import Controller
-from autolr.protocol import Instruction, Report
+from autolr.protocol import Instruction, Report, report_difference
 
 
 class Differs(ClientError):
@@ -214,3 +215,20 @@ def test_a_resumed_run_behind_the_service_follows_its_record_while_it_is_down(re
     assert resumed.schedule == reference
     assert resumed.service_state == "online"
     _record_matches(service, resumed)
+
+
+_RECORDED = Report(
+    segment=3, kind="probe", train_losses=[1.0, math.nan, 0.5], val_losses=[(2, 0.7)]
+)
+
+
+def test_the_link_compares_reports_as_the_wire_carries_them() -> None:
+    local = _RECORDED.model_copy(update={"train_losses": [1.0, math.inf, 0.5]})
+    assert report_difference(_RECORDED, local) is not None  # in this process, inf is not NaN
+    assert same_report(_RECORDED, local)  # but both travel as null: the service holds the same
+    assert not same_report(_RECORDED, _RECORDED.model_copy(update={"extra_steps": 5}))
+    assert not same_report(_RECORDED, _RECORDED.model_copy(update={"kind": None}))
+    assert not same_report(
+        _RECORDED, _RECORDED.model_copy(update={"train_losses": [1.0, 2.0, 0.5]})
+    )
+    assert same_report(None, None) and not same_report(_RECORDED, None)

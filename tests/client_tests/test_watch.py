@@ -188,6 +188,9 @@ def test_the_on_segment_hook_gets_every_segments_metrics():
         assert m["step"] - start == m["steps"]
         assert m["loss"] == pytest.approx(sum(window) / len(window), rel=1e-5)
         start = m["step"]
+    # one statistic of a segment's losses: the hook's is the one the controller logged
+    logged = tuner.transport.controller.segments
+    assert [m["loss"] for m in seen] == [record.loss_mean for record in logged]
 
 
 def test_a_failing_hook_does_not_stop_training(caplog):

@@ -10,6 +10,7 @@ from autolr.client._http import HttpTransport, ServerUnavailable
 from autolr.config import TunerConfig
 from autolr.controller import Controller
 from autolr.server.testing import ServerProcess
+from autolr.server.views import SegmentPublic, StagePublic, as_public
 from autolr.simulate import NoisyQuadratic, run_job
 
 CONFIG = TunerConfig(
@@ -62,6 +63,6 @@ def test_sigkill_mid_stage_then_restart_gives_the_uninterrupted_segment_log(
     run_job(embedded, NoisyQuadratic(seed=4))
     served = transport.job()
     assert served["status"] == "finished"
-    assert served["segments"] == [s.model_dump(mode="json") for s in embedded.segments]
-    assert served["stages"] == [s.model_dump(mode="json") for s in embedded.stages]
+    assert served["segments"] == as_public(SegmentPublic, embedded.segments)
+    assert served["stages"] == as_public(StagePublic, embedded.stages)
     transport.close()

@@ -14,6 +14,7 @@ from autolr.config import TunerConfig
 from autolr.controller import Controller
 from autolr.server.db import make_engine
 from autolr.server.testing import ServerProcess
+from autolr.server.views import SegmentPublic, as_public
 from autolr.simulate import NoisyQuadratic, run_job
 
 CONFIG = TunerConfig(
@@ -57,7 +58,7 @@ def test_two_replicas_alternate_on_one_job_without_lost_updates(
     for transport in (via_a, via_b):
         served = transport.job()
         assert served["status"] == "finished"
-        assert served["segments"] == [s.model_dump(mode="json") for s in embedded.segments]
+        assert served["segments"] == as_public(SegmentPublic, embedded.segments)
     engine = make_engine(postgres_url)
     with engine.connect() as conn:
         version, segment = conn.execute(sa.text("SELECT version, segment FROM jobs")).one()

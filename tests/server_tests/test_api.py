@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from server_helpers import SMALL_JOB, bearer, create_job, post_report, run_to_end
 
 from autolr.config import TunerConfig
-from autolr.controller import Controller
+from autolr.controller import Controller, StageRecord, objective_error
 from autolr.protocol import Instruction, Report
 from autolr.server.store import SqlStore
+from autolr.server.views import SegmentPublic, StagePublic, as_public
 from autolr.simulate import NoisyQuadratic, run_job
 
 
@@ -36,8 +38,8 @@ def test_job_runs_to_finished_like_the_embedded_controller(
     assert detail["status"] == "finished" and detail["finished"] is True
     assert detail["steps_used"] == SMALL_JOB["total_steps"]
     assert [Instruction.model_validate(s) for s in detail["schedule"]] == embedded.schedule
-    assert detail["segments"] == [s.model_dump(mode="json") for s in embedded.segments]
-    assert detail["stages"] == [s.model_dump(mode="json") for s in embedded.stages]
+    assert detail["segments"] == as_public(SegmentPublic, embedded.segments)
+    assert detail["stages"] == as_public(StagePublic, embedded.stages)
 
 
 def test_read_shows_probes_with_predicted_losses_and_segment_summaries(
@@ -65,6 +67,43 @@ def test_read_shows_probes_with_predicted_losses_and_segment_summaries(
     assert detail["schedule"][-1]["decision"].startswith("search-best: lr=")
     first = detail["segments"][0]
     assert first["steps_run"] == 15 and first["loss_mean"] > 0 and len(first["losses"]) == 15
+
+
+#: Bookkeeping the controller keeps that the API does not publish (`autolr.server.views`).
+INTERNAL_STAGE_FIELDS = {"train_left", "chunk_baseline", "chunk_noise", "chunk_error"}
+INTERNAL_STAGE_FIELDS |= {"best_saved", "bounds", "pending", "pending_val", "diverged_lrs"}
+INTERNAL_STAGE_FIELDS |= {"baseline_spread", "baseline_noise", "baseline_error"}
+
+
+def test_read_publishes_views_not_the_controllers_records(client: TestClient) -> None:
+    job = create_job(client)
+    model = NoisyQuadratic(seed=0)
+    instruction = Instruction.model_validate(job["instruction"])
+    for _ in range(7):
+        instruction = Instruction.model_validate(
+            post_report(client, job, model.follow(instruction)).json()
+        )
+    detail = client.get(f"/v1/jobs/{job['job_id']}", headers=bearer(job["token"])).json()
+    stage = detail["stages"][0]
+    assert "train_left" in StageRecord.model_fields  # the controller does keep them
+    assert not INTERNAL_STAGE_FIELDS & set(stage)
+    assert not {"level"} & set(stage["probes"][0])
+    assert not {"loss_last_error"} & set(detail["segments"][0])
+    service = client.app.state.service  # type: ignore[attr-defined]
+    [finished] = service.store.history(str(job["job_id"])).stages  # stage 0, from its row
+    record = StageRecord.model_validate(finished)  # the same stage, as the controller keeps it
+    for probe, kept in zip(stage["probes"], record.probes, strict=True):
+        assert probe["objective"] == kept.objective  # derived by the controller's formulas
+        assert probe["objective_error"] == objective_error(kept)
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    assert {"StagePublic", "ProbePublic", "SegmentPublic"} <= set(schema)
+    assert not {"StageRecord", "ProbeRecord", "SegmentRecord"} & set(schema)
+
+
+def _state(client: TestClient, job: dict[str, object]) -> dict[str, Any]:
+    service = client.app.state.service  # type: ignore[attr-defined]
+    state: dict[str, Any] = service.store.load(str(job["job_id"])).state
+    return state
 
 
 def test_duplicate_report_returns_the_same_instruction_and_changes_nothing(

@@ -253,6 +253,34 @@ def test_admin_key_is_sent_on_create(make_client: Callable[..., TestClient]) -> 
     assert HttpTransport("http://testserver", client=client, admin_key="k3y").start(CONFIG)
 
 
+def test_the_admin_key_lists_jobs_and_opens_any_job(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(admin_key="k3y")
+    owner = HttpTransport("http://testserver", client=client, admin_key="k3y")
+    owner.start(CONFIG)
+    admin = HttpTransport("http://testserver", client=client, admin_key="k3y")
+    page = admin.list_jobs(status="running", limit=5)
+    assert [job["job_id"] for job in page["jobs"]] == [owner.job_id]
+    assert page["next_offset"] is None
+    opened = HttpTransport("http://testserver", client=client, job_id=owner.job_id, admin_key="k3y")
+    assert opened.job()["job_id"] == owner.job_id  # no token: the key opens the job
+    with pytest.raises(Unauthorized) as refused:
+        HttpTransport("http://testserver", client=client).list_jobs()
+    assert refused.value.http_status == 401 and "admin key" in str(refused.value)
+
+
+def test_a_decoded_refusal_carries_the_answers_status(transport: HttpTransport) -> None:
+    first = transport.start(CONFIG)
+    with pytest.raises(Conflict) as conflict:
+        transport.report(Report(segment=first.segment + 5, train_losses=[1.0]))
+    assert conflict.value.http_status == 409
+    with pytest.raises(ReportError) as bad:
+        transport.report(Report(segment=0, train_losses=[1.0] * (first.steps + 1)))
+    assert bad.value.http_status == 422
+    assert ReportError("raised here").http_status is None  # not decoded from an answer
+
+
 def test_state_dict_reattaches_to_the_same_job(
     transport: HttpTransport, client: TestClient
 ) -> None:

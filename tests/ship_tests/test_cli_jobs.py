@@ -211,3 +211,33 @@ def test_help_names_the_environment_variables(cli: Callable[..., Any]) -> None:
     assert result.exit_code == 0
     for name in ("AUTOLR_SERVER", "AUTOLR_ADMIN_KEY", "--format", "--out"):
         assert name in result.output
+
+
+def test_every_command_talks_through_the_clients_transport(
+    cli: Callable[..., Any],
+    make_job: Callable[..., dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One HTTP client: URL joining, credentials and error answers are `HttpTransport`'s."""
+    from autolr.client._http import HttpTransport
+
+    sent: list[tuple[str, str]] = []
+    send = HttpTransport._request
+
+    def spy(self: HttpTransport, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        sent.append((method, path))
+        return send(self, method, path, **kwargs)
+
+    monkeypatch.setattr(HttpTransport, "_request", spy)
+    job = make_job(segments=1)
+    sent.clear()
+    for args in (
+        ("jobs", "list", "--admin-key", ADMIN_KEY),
+        ("jobs", "show", job["job_id"], "--token", job["token"]),
+        ("export", job["job_id"], "--token", job["token"]),
+        ("jobs", "cancel", job["job_id"], "--token", job["token"]),
+    ):
+        assert cli(*args).exit_code == 0
+    path = f"/v1/jobs/{job['job_id']}"
+    assert {("GET", "/v1/jobs"), ("GET", path), ("DELETE", path)} <= set(sent)
+    assert all(p.startswith("/v1/jobs") for _, p in sent)
