@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -98,12 +97,6 @@ def test_read_publishes_views_not_the_controllers_records(client: TestClient) ->
     schema = client.get("/openapi.json").json()["components"]["schemas"]
     assert {"StagePublic", "ProbePublic", "SegmentPublic"} <= set(schema)
     assert not {"StageRecord", "ProbeRecord", "SegmentRecord"} & set(schema)
-
-
-def _state(client: TestClient, job: dict[str, object]) -> dict[str, Any]:
-    service = client.app.state.service  # type: ignore[attr-defined]
-    state: dict[str, Any] = service.store.load(str(job["job_id"])).state
-    return state
 
 
 def test_duplicate_report_returns_the_same_instruction_and_changes_nothing(
