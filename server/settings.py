@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import sqlalchemy as sa
 from pydantic import Field, SecretStr, model_validator
@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     )
     # Decisions (GP fits) run in the thread pool; more at once than cores only adds contention
     # and starves the event loop of the GIL, so the rest wait on a semaphore (which frees it).
+    # Unset, each worker process takes its share of the cores (`_share_cores`).
     decision_threads: int = Field(
         default_factory=_default_threads, ge=1, description="Decisions computed at once."
     )
@@ -92,7 +93,26 @@ class Settings(BaseSettings):
     log_level: LogLevel = "info"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    workers: int = Field(default=1, ge=1, description="uvicorn worker processes.")
+    # One process per core by default: a decision is CPU-bound Python under the GIL, so a
+    # process decides on one core at a time (issue 19; README "Performance figures").
+    workers: int = Field(
+        default_factory=_default_threads, ge=1, description="uvicorn worker processes."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _share_cores(cls, data: Any) -> Any:
+        """Unset ``decision_threads``: the cores divided among the workers (at least 1)."""
+        if not isinstance(data, dict) or data.get("decision_threads") is not None:
+            return data
+        workers = data.get("workers")
+        try:
+            count = _default_threads() if workers is None else int(workers)
+        except (TypeError, ValueError):
+            return data  # the field's own validation names the bad value
+        if count >= 1:
+            return {**data, "decision_threads": max(1, _default_threads() // count)}
+        return data
 
     @classmethod
     def settings_customise_sources(

@@ -144,9 +144,7 @@ def _softplus_backward(grad: float, tail: float) -> float:
     return grad if math.isinf(tail) else grad * tail / (tail + 1.0)
 
 
-def _gamma_log_prob(
-    value: float, prior: GammaTerms, upstream: float
-) -> tuple[float, float]:
+def _gamma_log_prob(value: float, prior: GammaTerms, upstream: float) -> tuple[float, float]:
     """Gamma log density at ``value`` and ``upstream ·`` its derivative, as torch does both.
 
     In float64 (the kernel's priors move to the model's dtype; their parameters keep the

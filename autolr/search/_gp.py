@@ -31,15 +31,6 @@ from gpytorch.priors import LogNormalPrior
 from linear_operator.utils.errors import NanError, NotPSDError
 
 from autolr.errors import SearchError, SearchInputError
-from autolr.search._dense import (
-    DenseFitError,
-    DenseGP,
-    DenseSpec,
-    FitCache,
-    GammaTerms,
-    one_blas_thread,
-)
-from autolr.search._dense import fit as dense_fit
 from autolr.search._common import (
     SearcherBase,
     argmin_first,
@@ -50,6 +41,15 @@ from autolr.search._common import (
     validate_noise,
     validate_observations,
 )
+from autolr.search._dense import (
+    DenseFitError,
+    DenseGP,
+    DenseSpec,
+    FitCache,
+    GammaTerms,
+    one_blas_thread,
+)
+from autolr.search._dense import fit as dense_fit
 
 #: ``choose`` trusts the GP's posterior mean only from this many observations on: with
 #: fewer, the fitted lengthscale and noise are guesswork and the raw argmin is as good.
@@ -243,7 +243,10 @@ def dense_spec(noisy: bool) -> DenseSpec:
     noise_name = trainable[0][0]
     lower, upper = bounds[noise_name]
     limits: list[tuple[float, float]] = [
-        (float(lower) if lower is not None else -math.inf, float(upper) if upper is not None else math.inf)
+        (
+            float(lower) if lower is not None else -math.inf,
+            float(upper) if upper is not None else math.inf,
+        )
     ]
     for name, _ in trainable[1:]:
         assert name not in bounds or all(
@@ -265,7 +268,8 @@ def dense_spec(noisy: bool) -> DenseSpec:
     scale_prior = cast(Any, kernel).outputscale_prior
     return DenseSpec(
         x0=cast(
-            tuple[float, float, float, float], tuple(float(p.detach().reshape(-1)[0]) for _, p in trainable)
+            tuple[float, float, float, float],
+            tuple(float(p.detach().reshape(-1)[0]) for _, p in trainable),
         ),
         bounds=tuple(limits),
         noise_float32=trainable[0][1].dtype == torch.float32,
