@@ -280,7 +280,13 @@ def dense_spec(noisy: bool) -> DenseSpec:
         min_stdv=float(cast(Any, model.outcome_transform)._min_stdv),
         min_variance=float(gpytorch_settings.min_variance.value(_DTYPE)),
         min_fixed_noise=float(gpytorch_settings.min_fixed_noise.value(_DTYPE)),
+        log_f32=_log_f32,
     )
+
+
+def _log_f32(value: float) -> float:
+    """torch's float32 natural log of ``value`` (rounded to float32 first)."""
+    return float(torch.tensor(value, dtype=torch.float32).log())
 
 
 def _gamma_terms(prior: Any) -> GammaTerms:
