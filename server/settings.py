@@ -33,6 +33,10 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 
 def _default_threads() -> int:
+    """The cores this process may run on (its CPU affinity: ``taskset``, a container's cpuset;
+    a CPU quota without a cpuset is not seen, so set ``AUTOLR_WORKERS`` there)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
 
 

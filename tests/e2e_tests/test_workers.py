@@ -37,7 +37,7 @@ def test_workers_default_to_the_cores_and_share_them_for_decisions(
 ) -> None:
     monkeypatch.delenv("AUTOLR_WORKERS", raising=False)
     monkeypatch.delenv("AUTOLR_DECISION_THREADS", raising=False)
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert Settings().workers == cores
     assert Settings().decision_threads == 1  # cores // cores
     assert Settings(workers=1).decision_threads == cores
