@@ -78,7 +78,7 @@ _DTYPE = torch.float64
 _SQRT5 = math.sqrt(5.0)
 
 #: How ``GPSearcher`` fits and queries its GP. ``"dense"`` (default): closed-form NumPy
-#: (``autolr.search._dense``), ~10x less CPU per decision, equal to rounding; ``"gpytorch"``:
+#: (``autolr.search._dense``), ~8x less CPU per decision, equal to rounding; ``"gpytorch"``:
 #: BoTorch's ``fit_gpytorch_mll`` with an autograd closure and GPyTorch's posterior, the
 #: reference (and the pre-issue-19 path, kept for ``benchmarks/decision_latency.py --compare``).
 Engine = Literal["dense", "gpytorch"]
@@ -399,11 +399,15 @@ class GPSearcher(SearcherBase):
     ``test_choose_by_posterior_mean_beats_raw_argmin``).
 
     Everything is deterministic: the same observations, options and seed give
-    bit-identical results. torch's RNG is seeded inside ``fork_rng`` (only used by
-    botorch's retry after a failed fit), and one fit runs at a time per process because
-    warning filters and the RNG are process-wide. A decision costs one GP fit: p50
-    50-100 ms for 1-20 observations with one torch thread (``benchmarks/decision_latency.py``;
-    on a shared CPU, more intra-op threads make it several times slower).
+    bit-identical results. The default dense engine (``engine="dense"``, see ``Engine``)
+    fits BoTorch's model in closed-form NumPy, draws nothing and runs without a lock, and a
+    fit of the same observations is reused within a request (``FIT_CACHE``: ``choose`` at a
+    stage's end reuses ``decide``'s). The GPyTorch engine (``engine="gpytorch"``, and the
+    dense engine's fallback) seeds torch's RNG inside ``fork_rng`` (only used by botorch's
+    retry after a failed fit) and fits one at a time per process, because warning filters and
+    the RNG are process-wide. A decision costs one GP fit: 8x less CPU with the dense engine
+    (``benchmarks/decision_latency.py --compare``: 47 against 5.8 decisions per CPU-second on
+    a machine at load 9; 30 for the GPyTorch engine on a quiet one).
 
     Args:
         kappa: LCB exploration weight, in posterior standard deviations (≥ 0). 2.0 (about
