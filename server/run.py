@@ -91,6 +91,7 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        timeout_keep_alive=settings.keep_alive_s,
         log_level=settings.log_level,
         log_config=None,
     )

@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     migrate_on_startup: bool = Field(
         default=True, description="Run Alembic migrations in create_app."
     )
+    # uvicorn closes an idle keep-alive connection after this long (its default: 5 s). httpx
+    # (the client, `HttpTransport`) drops its idle ones after 5 s too: with equal timers a
+    # report sent on a connection the server is closing at that instant fails with a
+    # ReadError (seen in benchmarks/service_load.py at a 5 s cadence). Longer here, the
+    # client always closes first.
+    keep_alive_s: int = Field(
+        default=30, ge=1, description="Seconds an idle HTTP keep-alive connection is kept."
+    )
     log_level: LogLevel = "info"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
