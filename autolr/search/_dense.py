@@ -172,15 +172,14 @@ def _lognormal_log_prob(
     given), else in float64, in the order of torch's ``TransformedDistribution`` and
     ``Normal.log_prob``.
     """
+    kind: Any = _F32 if log_f32 is not None else np.float64
+    v, g0 = kind(value), kind(upstream)
+    loc, scale, two = kind(prior[0]), kind(prior[1]), kind(2.0)
+    const = kind(_LOG_SQRT_2PI)
     if log_f32 is not None:
-        v, g0 = _F32(value), _F32(upstream)
-        loc, scale, two = _F32(prior[0]), _F32(prior[1]), _F32(2.0)
-        log_scale, const = np.log(scale), _F32(_LOG_SQRT_2PI)
+        x, log_scale = _F32(log_f32(float(v))), _F32(log_f32(float(scale)))
     else:
-        v, g0 = np.float64(value), np.float64(upstream)
-        loc, scale, two = np.float64(prior[0]), np.float64(prior[1]), np.float64(2.0)
-        log_scale, const = np.log(scale), np.float64(_LOG_SQRT_2PI)
-    x = _F32(log_f32(float(v))) if log_f32 is not None else np.log(v)
+        x, log_scale = np.log(v), np.log(scale)
     d = x - loc
     den = two * (scale * scale)
     log_prob = -x + (((-(d * d)) / den - log_scale) - const)
@@ -321,7 +320,7 @@ def fit(
         cov = scale * corr
         cov[diag] += known + raw_noise
         try:
-            chol = np.linalg.cholesky(cov)
+            chol = cast(Array, np.linalg.cholesky(cov))
         except np.linalg.LinAlgError as err:
             raise _NumericalError from err
         resid = y - constant
@@ -397,7 +396,7 @@ def fit(
     cov = scale * _matern(absdiff / length)[0]
     cov[diag] += known + raw_noise
     try:
-        chol = np.linalg.cholesky(cov)
+        chol = cast(Array, np.linalg.cholesky(cov))
     except np.linalg.LinAlgError as err:
         raise DenseFitError(f"Cholesky failed: {err}") from err
     white = solve_triangular(chol, y - constant, lower=True, check_finite=False)

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal, Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import given, settings
