@@ -14,7 +14,7 @@ checks loss, gradient, fitted hyperparameters, posterior and decisions against i
 not bit-identical, because autograd and the closed form round differently and BoTorch keeps
 one noise parameter in float32 (mirrored here by rounding it to float32). Anything unusual (a
 Cholesky failure, a non-finite value, an L-BFGS-B failure that BoTorch would retry from
-prior samples) raises ``DenseFitError`` and the caller refits with the GPyTorch engine, so
+prior samples) raises ``_DenseFitError`` and the caller refits with the GPyTorch engine, so
 the rare paths keep BoTorch's behaviour exactly.
 
 This module imports NumPy and SciPy only (no torch), so it runs without ``_FIT_LOCK``.
@@ -88,8 +88,11 @@ def one_blas_thread() -> Iterator[None]:
                 _blas_limiter = None
 
 
-class DenseFitError(RuntimeError):
-    """The dense engine met a case it leaves to BoTorch (the caller refits with GPyTorch)."""
+class _DenseFitError(RuntimeError):
+    """The dense engine met a case it leaves to BoTorch (the caller refits with GPyTorch).
+
+    Private: it never leaves ``autolr.search`` (not part of ``autolr.errors``' tree).
+    """
 
 
 class _NumericalError(ArithmeticError):
@@ -297,7 +300,7 @@ def fit(
         options: L-BFGS-B options (``_gp.FIT_OPTIONS``).
 
     Raises:
-        DenseFitError: a Cholesky failed, a value was not finite, or L-BFGS-B failed.
+        _DenseFitError: a Cholesky failed, a value was not finite, or L-BFGS-B failed.
     """
     x = np.asarray(xs, dtype=np.float64)
     y, known, y_mean, y_std = _standardize(ys, noise, spec)
@@ -380,25 +383,25 @@ def fit(
     )
     message = result.message if isinstance(result.message, str) else str(result.message)
     if not (result.success or _STOPPED.search(message)):
-        raise DenseFitError(f"L-BFGS-B failed: {message}")
+        raise _DenseFitError(f"L-BFGS-B failed: {message}")
     if non_finite:
         # GPyTorch's non-finite steps need not be these (nor fail the same way); measured on
         # decision_latency.py's data, letting L-BFGS-B go on from them here changed 6 of 300
         # decisions, leaving them to BoTorch changes none
-        raise DenseFitError(f"{len(non_finite)} L-BFGS-B steps were not finite")
+        raise _DenseFitError(f"{len(non_finite)} L-BFGS-B steps were not finite")
     raw_noise, constant, raw_scale, raw_length = (float(v) for v in result.x)
     if spec.noise_float32:
         raw_noise = float(np.float32(raw_noise))
     scale = _softplus(raw_scale, threshold)[0]
     length = _softplus(raw_length, threshold)[0]
     if not (scale > 0.0 and length > 0.0 and raw_noise > 0.0):
-        raise DenseFitError("the fit ended on a zero hyperparameter")
+        raise _DenseFitError("the fit ended on a zero hyperparameter")
     cov = scale * _matern(absdiff / length)[0]
     cov[diag] += known + raw_noise
     try:
         chol = cast(Array, np.linalg.cholesky(cov))
     except np.linalg.LinAlgError as err:
-        raise DenseFitError(f"Cholesky failed: {err}") from err
+        raise _DenseFitError(f"Cholesky failed: {err}") from err
     white = solve_triangular(chol, y - constant, lower=True, check_finite=False)
     alpha = solve_triangular(chol.T, white, lower=False, check_finite=False)
     return DenseGP(

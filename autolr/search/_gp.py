@@ -42,11 +42,11 @@ from autolr.search._common import (
     validate_observations,
 )
 from autolr.search._dense import (
-    DenseFitError,
     DenseGP,
     DenseSpec,
     FitCache,
     GammaTerms,
+    _DenseFitError,
     one_blas_thread,
 )
 from autolr.search._dense import fit as dense_fit
@@ -303,14 +303,14 @@ def _gamma_terms(prior: Any) -> GammaTerms:
 def _dense_model(xs: list[float], ys: list[float], vs: list[float] | None) -> DenseGP | None:
     """The dense engine's fit (from ``FIT_CACHE`` when these inputs were fitted lately).
 
-    None when the dense engine leaves this case to BoTorch (``DenseFitError``).
+    None when the dense engine leaves this case to BoTorch (``_DenseFitError``).
     """
     key = (tuple(xs), tuple(ys), None if vs is None else tuple(vs))
     model = FIT_CACHE.get(key)
     if model is None:
         try:
             model = dense_fit(xs, ys, vs, dense_spec(vs is not None), FIT_OPTIONS)
-        except DenseFitError:
+        except _DenseFitError:
             return None
         FIT_CACHE.put(key, model)
     return model

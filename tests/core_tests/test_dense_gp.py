@@ -39,12 +39,12 @@ def _objective(
 
     def grab(fun: object, x0: object, **kwargs: object) -> object:
         captured["fun"] = fun
-        raise _dense.DenseFitError("captured")
+        raise _dense._DenseFitError("captured")
 
     original = _dense.minimize
     _dense.minimize = grab  # type: ignore[assignment]
     try:
-        with pytest.raises(_dense.DenseFitError, match="captured"):
+        with pytest.raises(_dense._DenseFitError, match="captured"):
             _dense.fit(xs, ys, noise, _gp.dense_spec(noise is not None), _gp.FIT_OPTIONS)
     finally:
         _dense.minimize = original
@@ -128,7 +128,7 @@ def test_where_the_dense_engine_steps_aside_the_answer_is_the_gpytorch_engines(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def refuse(*args: object, **kwargs: object) -> object:
-        raise _dense.DenseFitError("left to BoTorch")
+        raise _dense._DenseFitError("left to BoTorch")
 
     xs, ys, noise = _stage(7, seed=5, noisy=True)
     expected = GPSearcher(engine="gpytorch").decide(xs, ys, seed=5, noise=noise)
@@ -154,7 +154,7 @@ def test_non_finite_steps_are_left_to_botorch(monkeypatch: pytest.MonkeyPatch) -
         return real_minimize(once_nan, x0, **kwargs)
 
     monkeypatch.setattr(_dense, "minimize", poisoned)
-    with pytest.raises(_dense.DenseFitError, match="not finite"):
+    with pytest.raises(_dense._DenseFitError, match="not finite"):
         _dense.fit(xs, ys, noise, _gp.dense_spec(False), _gp.FIT_OPTIONS)
     assert original is _dense.Array
 
