@@ -6,7 +6,6 @@ it lazily. Importing botorch changes global GPyTorch settings, so nothing else s
 
 from __future__ import annotations
 
-import functools
 import math
 import threading
 import warnings
@@ -222,8 +221,20 @@ def _fit(
     return model
 
 
-@functools.cache
+_SPEC_LOCK = threading.Lock()
+_SPECS: dict[bool, DenseSpec] = {}
+
+
 def dense_spec(noisy: bool) -> DenseSpec:
+    """``_read_spec``, once per process and variant (concurrent first decisions wait for it:
+    building BoTorch's model holds the GIL for tens of milliseconds)."""
+    with _SPEC_LOCK:
+        if noisy not in _SPECS:
+            _SPECS[noisy] = _read_spec(noisy)
+        return _SPECS[noisy]
+
+
+def _read_spec(noisy: bool) -> DenseSpec:
     """The definition of ``build_model``'s GP, read from a BoTorch model, for the dense engine.
 
     Priors, constraints, starting values, parameter order and numeric floors all come from
