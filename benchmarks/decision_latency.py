@@ -6,6 +6,15 @@ p50 < 100 ms and p99 < 300 ms on a 2-core CPU.
 
 Usage:
     .venv/bin/python benchmarks/decision_latency.py [--repeats 30] [--json PATH]
+    .venv/bin/python benchmarks/decision_latency.py --compare [--repeats 5]
+
+``--compare`` measures decisions per CPU-second of the two GP engines side by side in one
+process (issue 19): ``engine="gpytorch"`` is the pre-issue-19 path (BoTorch's fit with an
+autograd closure, GPyTorch's posterior, ``choose`` refitting what ``decide`` just fitted);
+``engine="dense"`` is the default (closed form, and ``choose`` reuses ``decide``'s fit). Each
+repeat replays the same stages (probes 3..10, with noise variances, as the controller asks:
+``decide`` after every probe, ``choose`` at the stage's end) through both, alternating which
+runs first; the ratio is the median over repeats, and the decisions are compared.
 
 Rows:
     propose          the controller's default GPSearcher (n_init=3). At n=1 this is a
@@ -28,6 +37,7 @@ import math
 import os
 import platform
 import random
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -77,6 +87,72 @@ def time_ms(call: Callable[[], object]) -> tuple[float, float]:
     return (time.perf_counter_ns() - wall) / 1e6, (time.process_time_ns() - cpu) / 1e6
 
 
+def stage_requests(seed: int) -> list[tuple[list[float], list[float], list[float], bool]]:
+    """One stage's searcher calls: ``(x, y, noise, at_end)`` after each of 3..10 probes."""
+    rng = random.Random(seed)
+    x_all = [rng.random() for _ in range(10)]
+    y_all = [objective(x, rng) for x in x_all]
+    noise_all = [rng.uniform(0.0, 0.02) for _ in x_all]
+    return [(x_all[:n], y_all[:n], noise_all[:n], n == 10) for n in range(3, 11)]
+
+
+def replay(searcher: GPSearcher, stages: list[int]) -> tuple[float, int, list[object]]:
+    """Process CPU seconds, decisions made and their outcomes for the given stage seeds."""
+    outcomes: list[object] = []
+    decisions = 0
+    cpu = time.process_time()
+    for seed in stages:
+        for x, y, noise, at_end in stage_requests(seed):
+            outcomes.append(searcher.decide(x, y, seed=seed, noise=noise))
+            decisions += 1
+            if at_end:
+                outcomes.append(searcher.choose(x, y, noise=noise))
+    return time.process_time() - cpu, decisions, outcomes
+
+
+def compare(repeats: int, stages_per_repeat: int, json_path: Path | None) -> int:
+    """``--compare``: decisions per CPU-second, GPyTorch engine (today's) against dense."""
+    old, new = GPSearcher(engine="gpytorch"), GPSearcher(engine="dense")
+    replay(old, [-1])  # first-call costs (imports, the dense engine's spec) not counted
+    replay(new, [-1])
+    rates: dict[str, list[float]] = {"gpytorch": [], "dense": []}
+    ratios: list[float] = []
+    same = total = 0
+    for r in range(repeats):
+        stages = list(range(r * stages_per_repeat, (r + 1) * stages_per_repeat))
+        order = [("gpytorch", old), ("dense", new)]
+        if r % 2:
+            order.reverse()
+        results = {name: replay(searcher, stages) for name, searcher in order}
+        for name, (cpu, decisions, _) in results.items():
+            rates[name].append(decisions / cpu)
+        ratios.append(rates["dense"][-1] / rates["gpytorch"][-1])
+        for u, v in zip(results["gpytorch"][2], results["dense"][2], strict=True):
+            # a decision is the point proposed (or the probe chosen); the gain rounds apart
+            same += (u[0] == v[0]) if isinstance(u, tuple) and isinstance(v, tuple) else u == v
+            total += 1
+    med = {name: statistics.median(v) for name, v in rates.items()}
+    print(
+        f"decisions per CPU-second (median of {repeats} repeats x {stages_per_repeat} stages, "
+        f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
+    print(f"  gpytorch engine (pre-issue-19): {med['gpytorch']:8.1f}")
+    print(f"  dense engine (default):         {med['dense']:8.1f}")
+    print(
+        f"  ratio dense/gpytorch: median {statistics.median(ratios):.2f} "
+        f"(range {min(ratios):.2f}-{max(ratios):.2f}); identical decisions {same}/{total}"
+    )
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(
+            json.dumps(
+                {"rates": rates, "ratios": ratios, "identical": same, "outcomes": total},
+                indent=2,
+            )
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30, help="data seeds per row (>= 30)")
@@ -84,11 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="values of n")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument(
+        "--compare", action="store_true", help="decisions per CPU-second: engines side by side"
+    )
+    parser.add_argument("--stages", type=int, default=6, help="stages per repeat (--compare)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.compare:
+        return compare(args.repeats, args.stages, args.json)
 
     default, gp_always = GPSearcher(), GPSearcher(n_init=1)
     x0, y0 = observations(5, seed=-1)

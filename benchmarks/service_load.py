@@ -8,8 +8,14 @@ one ``httpx.AsyncClient`` whose pool holds a connection per job.
 
 Usage:
     .venv/bin/python benchmarks/service_load.py [--jobs-list 1,50,200,500]
-        [--backends sqlite,postgresql] [--duration 30] [--cadence 5] [--workers 1]
+        [--backends sqlite,postgresql] [--duration 30] [--cadence 5] [--workers 1,2]
         [--json benchmarks/results/service_load.json]
+
+``--workers`` takes a list: every (backend, N) cell runs once per worker count, one after the
+other on a fresh server and database each, and a last table sets them side by side (decisions/s
+and p99 of each, and their ratio to the first count). Worker memory: the resident and unique
+(USS: pages no other process shares) memory of each uvicorn worker process, idle (after
+warm-up) and at the end of the cell.
 
 Measured per (backend, N):
     decisions/s     reports answered (2xx) / wall time of the measurement window
@@ -147,6 +153,7 @@ class Cell:
 
     backend: str
     jobs: int
+    workers: int = 1
     latencies_ms: list[float] = field(default_factory=list)
     create_ms: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
@@ -179,6 +186,34 @@ def tree_rss(pid: int) -> int:
         with contextlib.suppress(psutil.Error):
             total += proc.memory_info().rss
     return total
+
+
+def worker_memory(pid: int) -> list[dict[str, float]]:
+    """RSS and USS (MiB) of each uvicorn worker: the server's children that run the app.
+
+    With one worker uvicorn runs the app in the server process itself, which is then the one.
+    """
+    try:
+        root = psutil.Process(pid)
+        children = root.children(recursive=False)
+    except psutil.NoSuchProcess:
+        return []
+    workers = [c for c in children if "resource_tracker" not in " ".join(_cmdline(c))] or [root]
+    out = []
+    for proc in workers:
+        with contextlib.suppress(psutil.Error):
+            info = proc.memory_full_info()
+            out.append(
+                {"rss_mib": round(info.rss / 2**20, 1), "uss_mib": round(info.uss / 2**20, 1)}
+            )
+    return out
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
 
 
 def tree_cpu(pid: int) -> float:
@@ -331,22 +366,30 @@ async def drive(cell: Cell, server: ServerProcess, args: argparse.Namespace) -> 
 
 
 def run_cell(
-    backend: str, jobs: int, args: argparse.Namespace, postgres_url: str | None, logs: Path
+    backend: str,
+    jobs: int,
+    workers: int,
+    args: argparse.Namespace,
+    postgres_url: str | None,
+    logs: Path,
 ) -> dict[str, Any]:
     """Start a fresh server on a fresh database, drive N jobs, stop it; one result row."""
-    cell = Cell(backend=backend, jobs=jobs)
+    cell = Cell(backend=backend, jobs=jobs, workers=workers)
     load_start = os.getloadavg()[0]
     with fresh_database(backend, postgres_url) as url:
-        log_path = logs / f"server-{backend}-{jobs}.log"
-        env = {"AUTOLR_WORKERS": str(args.workers), "AUTOLR_WARM_UP": str(args.warm_up).lower()}
+        log_path = logs / f"server-{backend}-{jobs}-{workers}.log"
+        env = {"AUTOLR_WORKERS": str(workers), "AUTOLR_WARM_UP": str(args.warm_up).lower()}
         server = ServerProcess(url, log_path=log_path, env=env)
         server.start(timeout=120)
         try:
             assert server.process is not None
-            time.sleep(1.0)  # let uvicorn's workers (if several) finish starting
+            # let every worker finish starting (each warms up: imports, one GP fit)
+            time.sleep(1.0 + (4.0 if workers > 1 and args.warm_up else 0.0))
             rss_idle = tree_rss(server.process.pid)
+            workers_idle = worker_memory(server.process.pid)
             raw = asyncio.run(drive(cell, server, args))
             rss_end = tree_rss(server.process.pid)
+            workers_end = worker_memory(server.process.pid)
         finally:
             server.stop()
     mean_think = args.cadence * sum(THINK_RANGE) / 2
@@ -355,6 +398,7 @@ def run_cell(
     row: dict[str, Any] = {
         "backend": backend,
         "jobs": jobs,
+        "workers": workers,
         "duration_s": args.duration,
         "cadence_s": args.cadence,
         "wall_s": round(raw["wall_s"], 2),
@@ -384,6 +428,7 @@ def run_cell(
             "max": round(max([rss_idle, rss_end, *cell.rss_samples]) / 2**20, 1),
             "end": round(rss_end / 2**20, 1),
         },
+        "worker_memory_mib": {"idle": workers_idle, "end": workers_end},
         "server_cpu_pct": round(raw["server_cpu_pct"], 1),
         "client_cpu_pct": round(raw["client_cpu_pct"], 1),
         "client_loop_lag_ms": {
@@ -404,7 +449,7 @@ def _round(value: float | None, digits: int = 1) -> float | None:
 
 # --------------------------------------------------------------------------- output
 HEADER = (
-    f"{'backend':<10} {'jobs':>4} {'offered/s':>9} {'decisions/s':>11} {'p50 ms':>8} "
+    f"{'backend':<10} {'jobs':>4} {'wk':>2} {'offered/s':>9} {'decisions/s':>11} {'p50 ms':>8} "
     f"{'p99 ms':>8} {'errors':>6} {'rss idle/max MiB':>16} {'srv cpu':>7} {'cli cpu':>7}  verdict"
 )
 
@@ -415,7 +460,7 @@ def format_row(row: dict[str, Any]) -> str:
     p50 = f"{lat['p50']:.0f}" if lat["p50"] is not None else "-"
     p99 = f"{lat['p99']:.0f}" if lat["p99"] is not None else "-"
     return (
-        f"{row['backend']:<10} {row['jobs']:>4} {row['offered_per_s']:>9.1f} "
+        f"{row['backend']:<10} {row['jobs']:>4} {row['workers']:>2} {row['offered_per_s']:>9.1f} "
         f"{row['decisions_per_s']:>11.1f} {p50:>8} {p99:>8} {row['errors']:>6} "
         f"{rss['idle']:>7.0f}/{rss['max']:<8.0f} {row['server_cpu_pct']:>6.0f}% "
         f"{row['client_cpu_pct']:>6.0f}%  {'PASS' if row['pass'] else 'FAIL'}"
@@ -435,6 +480,31 @@ def format_details(row: dict[str, Any]) -> str:
     )
 
 
+def side_by_side(rows: list[dict[str, Any]]) -> list[str]:
+    """Each (backend, N) with every worker count: decisions/s and p99, ratios to the first."""
+    lines = []
+    cells: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        if "failed" not in row:
+            cells.setdefault((row["backend"], row["jobs"]), []).append(row)
+    for (backend, jobs), group in cells.items():
+        if len(group) < 2:
+            continue
+        base = group[0]
+        parts = []
+        for row in group:
+            rate, p99 = row["decisions_per_s"], row["latency_ms"]["p99"]
+            ratio = rate / base["decisions_per_s"] if base["decisions_per_s"] else math.nan
+            memory = row["worker_memory_mib"]["idle"]
+            uss = "/".join(f"{w['uss_mib']:.0f}" for w in memory)
+            parts.append(
+                f"{row['workers']} worker(s): {rate:.1f}/s ({ratio:.2f}x), p99 {p99 or 0:.0f} ms, "
+                f"errors {row['errors']}, worker USS idle {uss} MiB"
+            )
+        lines.append(f"{backend:<10} {jobs:>4}  " + " | ".join(parts))
+    return lines
+
+
 def parse_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -445,7 +515,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", default="sqlite,postgresql", help="sqlite and/or postgresql")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of load per cell")
     parser.add_argument("--cadence", type=float, default=5.0, help="think time scale, seconds")
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument(
+        "--workers", default="1,2", help="uvicorn worker counts to compare, comma-separated"
+    )
     parser.add_argument("--total-steps", type=int, default=3000, help="each job's step budget")
     parser.add_argument("--seed", type=int, default=0, help="seeds think times and loss noise")
     parser.add_argument(
@@ -466,18 +538,29 @@ def main(argv: list[str] | None = None) -> int:
     backends = parse_list(args.backends)
     if bad := [b for b in backends if b not in ("sqlite", "postgresql")]:
         parser.error(f"unknown backend(s) {bad}: use sqlite and/or postgresql")
+    try:
+        workers_list = [int(n) for n in parse_list(args.workers)]
+    except ValueError:
+        parser.error("--workers takes integers, e.g. 1,2")
     if min(jobs_list, default=0) < 1 or args.duration <= 0 or args.cadence <= 0:
         parser.error("--jobs-list values, --duration and --cadence must be positive")
+    if min(workers_list, default=0) < 1:
+        parser.error("--workers values must be positive")
 
     settings = Settings(
-        database_url="(per cell)", workers=args.workers, log_level="warning", warm_up=args.warm_up
-    ).model_dump(mode="json", exclude={"admin_key", "database_url", "host", "port"})
+        database_url="(per cell)", workers=1, log_level="warning", warm_up=args.warm_up
+    ).model_dump(
+        mode="json",
+        exclude={"admin_key", "database_url", "host", "port", "workers", "decision_threads"},
+    )
     meta: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
         "load_average_1m_start": round(os.getloadavg()[0], 2),
         "server_settings": settings,
+        "workers_list": workers_list,
+        "decision_threads": "cores // workers (the default)",
         "job_config": job_config(0, args.seed, args.total_steps) | {"seed": "seed + job index"},
         "cadence_s": args.cadence,
         "think_time_s": [args.cadence * THINK_RANGE[0], args.cadence * THINK_RANGE[1]],
@@ -507,22 +590,33 @@ def main(argv: list[str] | None = None) -> int:
                     skipped.append({"backend": backend, "reason": reason})
                     continue
             for jobs in jobs_list:
-                print(f"{backend}, N={jobs}: starting a fresh server ...", flush=True)
-                try:
-                    row = run_cell(backend, jobs, args, postgres_url, logs)
-                except Exception as exc:  # one broken cell must not lose the others' figures
-                    log = logs / f"server-{backend}-{jobs}.log"
-                    tail = log.read_text()[-2000:] if log.exists() else ""
-                    print(f"  FAILED to run: {type(exc).__name__}: {exc}\n{tail}", flush=True)
-                    rows.append(
-                        {"backend": backend, "jobs": jobs, "pass": False, "failed": repr(exc)}
+                for workers in workers_list:
+                    print(
+                        f"{backend}, N={jobs}, {workers} worker(s): starting a fresh server ...",
+                        flush=True,
                     )
-                    continue
-                rows.append(row)
-                print("  " + format_row(row), flush=True)
-                print("  " + format_details(row), flush=True)
-                if row["error_samples"]:
-                    print("  errors, first few: " + " | ".join(row["error_samples"]), flush=True)
+                    try:
+                        row = run_cell(backend, jobs, workers, args, postgres_url, logs)
+                    except Exception as exc:  # one broken cell must not lose the others' figures
+                        log = logs / f"server-{backend}-{jobs}-{workers}.log"
+                        tail = log.read_text()[-2000:] if log.exists() else ""
+                        print(f"  FAILED to run: {type(exc).__name__}: {exc}\n{tail}", flush=True)
+                        rows.append(
+                            {
+                                "backend": backend,
+                                "jobs": jobs,
+                                "workers": workers,
+                                "pass": False,
+                                "failed": repr(exc),
+                            }
+                        )
+                        continue
+                    rows.append(row)
+                    print("  " + format_row(row), flush=True)
+                    print("  " + format_details(row), flush=True)
+                    if row["error_samples"]:
+                        samples = " | ".join(row["error_samples"])
+                        print("  errors, first few: " + samples, flush=True)
 
     meta["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     print()
@@ -536,10 +630,15 @@ def main(argv: list[str] | None = None) -> int:
         print(
             format_row(row)
             if "failed" not in row
-            else f"{row['backend']:<10} {row['jobs']:>4}  could not run: {row['failed']}"
+            else f"{row['backend']:<10} {row['jobs']:>4} {row['workers']:>2}  could not run: "
+            f"{row['failed']}"
         )
     for skip in skipped:
         print(f"{skip['backend']:<10} skipped: {skip['reason']}")
+    if len(workers_list) > 1:
+        print("\nside by side (ratios: decisions/s against the first worker count):")
+        for line in side_by_side(rows):
+            print(line)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"meta": meta, "rows": rows, "skipped": skipped}, indent=2))
     print(f"wrote {args.json}")

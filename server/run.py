@@ -63,7 +63,10 @@ def _warm_up() -> None:
     """Import the searcher's stack and run one GP proposal (its first-call costs included)."""
     from autolr.search import GPSearcher
 
-    GPSearcher(n_init=1).propose([0.25, 0.75], [1.0, 0.5], seed=0)
+    searcher = GPSearcher(n_init=1)
+    searcher.propose([0.25, 0.75], [1.0, 0.5], seed=0)
+    # with known variances too: the dense engine reads each model variant from BoTorch once
+    searcher.propose([0.25, 0.75], [1.0, 0.5], seed=0, noise=[0.01, 0.02])
 
 
 def serve(settings: Settings) -> None:
@@ -91,6 +94,7 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        timeout_keep_alive=settings.keep_alive_s,
         log_level=settings.log_level,
         log_config=None,
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import sqlalchemy as sa
 from pydantic import Field, SecretStr, model_validator
@@ -33,6 +33,10 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
 
 def _default_threads() -> int:
+    """The cores this process may run on (its CPU affinity: ``taskset``, a container's cpuset;
+    a CPU quota without a cpuset is not seen, so set ``AUTOLR_WORKERS`` there)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
 
 
@@ -74,6 +78,7 @@ class Settings(BaseSettings):
     )
     # Decisions (GP fits) run in the thread pool; more at once than cores only adds contention
     # and starves the event loop of the GIL, so the rest wait on a semaphore (which frees it).
+    # Unset, each worker process takes its share of the cores (`_share_cores`).
     decision_threads: int = Field(
         default_factory=_default_threads, ge=1, description="Decisions computed at once."
     )
@@ -89,10 +94,37 @@ class Settings(BaseSettings):
     migrate_on_startup: bool = Field(
         default=True, description="Run Alembic migrations in create_app."
     )
+    # uvicorn closes an idle keep-alive connection after this long (its default: 5 s). httpx
+    # (the client, `HttpTransport`) drops its idle ones after 5 s too: with equal timers a
+    # report sent on a connection the server is closing at that instant fails with a
+    # ReadError (seen in benchmarks/service_load.py at a 5 s cadence). Longer here, the
+    # client always closes first.
+    keep_alive_s: int = Field(
+        default=30, ge=1, description="Seconds an idle HTTP keep-alive connection is kept."
+    )
     log_level: LogLevel = "info"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    workers: int = Field(default=1, ge=1, description="uvicorn worker processes.")
+    # One process per core by default: a decision is CPU-bound Python under the GIL, so a
+    # process decides on one core at a time (issue 19; README "Performance figures").
+    workers: int = Field(
+        default_factory=_default_threads, ge=1, description="uvicorn worker processes."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _share_cores(cls, data: Any) -> Any:
+        """Unset ``decision_threads``: the cores divided among the workers (at least 1)."""
+        if not isinstance(data, dict) or data.get("decision_threads") is not None:
+            return data
+        workers = data.get("workers")
+        try:
+            count = _default_threads() if workers is None else int(workers)
+        except (TypeError, ValueError):
+            return data  # the field's own validation names the bad value
+        if count >= 1:
+            return {**data, "decision_threads": max(1, _default_threads() // count)}
+        return data
 
     @classmethod
     def settings_customise_sources(

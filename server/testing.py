@@ -141,6 +141,9 @@ class ServerProcess:
             **os.environ,
             "AUTOLR_DATABASE_URL": self.database_url,
             "AUTOLR_LOG_LEVEL": "warning",
+            # one process unless a test asks for more (``autolr serve`` defaults to one per
+            # core): a test's SIGKILL must take the whole server down, not orphan workers
+            "AUTOLR_WORKERS": "1",
             **self.env,
         }
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115

@@ -11,8 +11,9 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, Literal, cast
 
+import numpy as np
 import torch
 from botorch.exceptions.errors import BotorchError, ModelFittingError
 from botorch.fit import fit_gpytorch_mll
@@ -20,7 +21,8 @@ from botorch.models import SingleTaskGP
 from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_matern_kernel_with_gamma_prior
 from botorch.optim.closures import ForwardBackwardClosure
-from botorch.optim.utils import get_parameters
+from botorch.optim.utils import get_parameters, get_parameters_and_bounds
+from gpytorch import settings as gpytorch_settings
 from gpytorch.constraints import GreaterThan
 from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
 from gpytorch.mlls import ExactMarginalLogLikelihood
@@ -38,6 +40,15 @@ from autolr.search._common import (
     validate_noise,
     validate_observations,
 )
+from autolr.search._dense import (
+    DenseGP,
+    DenseSpec,
+    FitCache,
+    GammaTerms,
+    _DenseFitError,
+    one_blas_thread,
+)
+from autolr.search._dense import fit as dense_fit
 
 #: ``choose`` trusts the GP's posterior mean only from this many observations on: with
 #: fewer, the fitted lengthscale and noise are guesswork and the raw argmin is as good.
@@ -64,6 +75,16 @@ _FIT_LOCK = threading.Lock()
 
 _DTYPE = torch.float64
 _SQRT5 = math.sqrt(5.0)
+
+#: How ``GPSearcher`` fits and queries its GP. ``"dense"`` (default): closed-form NumPy
+#: (``autolr.search._dense``), ~8x less CPU per decision, equal to rounding; ``"gpytorch"``:
+#: BoTorch's ``fit_gpytorch_mll`` with an autograd closure and GPyTorch's posterior, the
+#: reference (and the pre-issue-19 path, kept for ``benchmarks/decision_latency.py --compare``).
+Engine = Literal["dense", "gpytorch"]
+ENGINES: tuple[Engine, ...] = ("dense", "gpytorch")
+
+#: Dense fits of this process, reused when a request fits the same observations twice.
+FIT_CACHE = FitCache()
 
 
 @contextmanager
@@ -200,6 +221,142 @@ def _fit(
     return model
 
 
+_SPEC_LOCK = threading.Lock()
+_SPECS: dict[bool, DenseSpec] = {}
+
+
+def dense_spec(noisy: bool) -> DenseSpec:
+    """``_read_spec``, once per process and variant (concurrent first decisions wait for it:
+    building BoTorch's model holds the GIL for tens of milliseconds)."""
+    with _SPEC_LOCK:
+        if noisy not in _SPECS:
+            _SPECS[noisy] = _read_spec(noisy)
+        return _SPECS[noisy]
+
+
+def _read_spec(noisy: bool) -> DenseSpec:
+    """The definition of ``build_model``'s GP, read from a BoTorch model, for the dense engine.
+
+    Priors, constraints, starting values, parameter order and numeric floors all come from
+    BoTorch/GPyTorch here, so the closed form cannot drift from the model it mirrors: an
+    unexpected structure (a new parameter, a different transform) raises ``AssertionError``.
+
+    Args:
+        noisy: known variances are given (the fixed-noise likelihood with learned extra noise).
+    """
+    with _isolated(0):
+        model, mll = build_model([0.25, 0.75], [0.0, 1.0], [0.1, 0.1] if noisy else None)
+        parameters, bounds = get_parameters_and_bounds(mll)
+    trainable = [(name, p) for name, p in parameters.items() if p.requires_grad]
+    expected = ("raw_noise", "raw_constant", "raw_outputscale", "raw_lengthscale")
+    names = tuple(name.rsplit(".", 1)[-1] for name, _ in trainable)
+    assert names == expected, f"unexpected GP parameters {names}"
+    noise_name = trainable[0][0]
+    lower, upper = bounds[noise_name]
+    limits: list[tuple[float, float]] = [
+        (
+            float(lower) if lower is not None else -math.inf,
+            float(upper) if upper is not None else math.inf,
+        )
+    ]
+    for name, _ in trainable[1:]:
+        assert name not in bounds or all(
+            b is None or not math.isfinite(float(b)) for b in bounds[name]
+        ), f"{name} is bounded"
+        limits.append((-math.inf, math.inf))
+    kernel = model.covar_module
+    softplus = cast(Any, kernel.raw_outputscale_constraint)._transform
+    length_softplus = cast(Any, kernel.base_kernel.raw_lengthscale_constraint)._transform
+    assert isinstance(softplus, torch.nn.Softplus) and float(softplus.beta) == 1.0
+    assert isinstance(length_softplus, torch.nn.Softplus)
+    assert float(length_softplus.threshold) == float(softplus.threshold)
+    noise_module = (
+        cast(Any, model.likelihood).second_noise_covar if noisy else model.likelihood.noise_covar
+    )
+    assert cast(Any, noise_module.raw_noise_constraint)._transform is None
+    noise_prior = cast(Any, noise_module).noise_prior
+    length_prior = cast(Any, kernel.base_kernel).lengthscale_prior
+    scale_prior = cast(Any, kernel).outputscale_prior
+    return DenseSpec(
+        x0=cast(
+            tuple[float, float, float, float],
+            tuple(float(p.detach().reshape(-1)[0]) for _, p in trainable),
+        ),
+        bounds=tuple(limits),
+        noise_float32=trainable[0][1].dtype == torch.float32,
+        noise_prior=(float(noise_prior.loc), float(noise_prior.scale)),
+        outputscale_prior=_gamma_terms(scale_prior),
+        lengthscale_prior=_gamma_terms(length_prior),
+        softplus_threshold=float(softplus.threshold),
+        min_stdv=float(cast(Any, model.outcome_transform)._min_stdv),
+        min_variance=float(gpytorch_settings.min_variance.value(_DTYPE)),
+        min_fixed_noise=float(gpytorch_settings.min_fixed_noise.value(_DTYPE)),
+        log_f32=_log_f32,
+    )
+
+
+def _log_f32(value: float) -> float:
+    """torch's float32 natural log of ``value`` (rounded to float32 first)."""
+    return float(torch.tensor(value, dtype=torch.float32).log())
+
+
+def _gamma_terms(prior: Any) -> GammaTerms:
+    """A GPyTorch ``GammaPrior``'s parameters and constant terms, computed by torch itself."""
+    a, b = prior.concentration.detach(), prior.rate.detach()
+    return GammaTerms(
+        concentration=float(a),
+        rate=float(b),
+        xlogy_ab=float(torch.xlogy(a, b)),
+        lgamma_a=float(torch.lgamma(a)),
+    )
+
+
+def _dense_model(xs: list[float], ys: list[float], vs: list[float] | None) -> DenseGP | None:
+    """The dense engine's fit (from ``FIT_CACHE`` when these inputs were fitted lately).
+
+    None when the dense engine leaves this case to BoTorch (``_DenseFitError``).
+    """
+    key = (tuple(xs), tuple(ys), None if vs is None else tuple(vs))
+    model = FIT_CACHE.get(key)
+    if model is None:
+        try:
+            model = dense_fit(xs, ys, vs, dense_spec(vs is not None), FIT_OPTIONS)
+        except _DenseFitError:
+            return None
+        FIT_CACHE.put(key, model)
+    return model
+
+
+def _posterior_at(
+    engine: Engine,
+    xs: list[float],
+    ys: list[float],
+    vs: list[float] | None,
+    seed: int,
+    *points: np.ndarray[Any, np.dtype[np.float64]],
+) -> list[tuple[np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]]]]:
+    """Fit the GP once and return its posterior (mean, std) at each array of ``points``.
+
+    The dense engine first; the GPyTorch engine when asked for, or when the dense one leaves
+    the case to it (then exactly the pre-issue-19 fit, botorch's seeded retries included).
+
+    Raises:
+        SearchError: the GP could not be fitted or evaluated, or is not finite.
+    """
+    if engine == "dense":
+        with one_blas_thread():
+            dense = _dense_model(xs, ys, vs)
+            out = [] if dense is None else [dense.posterior(p) for p in points]
+        if dense is not None:
+            if not all(np.isfinite(m).all() and np.isfinite(s).all() for m, s in out):
+                raise SearchError("GP posterior is not finite; fall back to RandomSearcher")
+            return out
+    with _isolated(seed):
+        model = _fit(xs, ys, vs)
+        found = [_posterior(model, torch.from_numpy(p).unsqueeze(-1)) for p in points]
+    return [(m.numpy(), s.numpy()) for m, s in found]
+
+
 def _posterior(model: SingleTaskGP, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior mean and standard deviation of the latent function, in the units of y.
 
@@ -253,11 +410,15 @@ class GPSearcher(SearcherBase):
     ``test_choose_by_posterior_mean_beats_raw_argmin``).
 
     Everything is deterministic: the same observations, options and seed give
-    bit-identical results. torch's RNG is seeded inside ``fork_rng`` (only used by
-    botorch's retry after a failed fit), and one fit runs at a time per process because
-    warning filters and the RNG are process-wide. A decision costs one GP fit: p50
-    50-100 ms for 1-20 observations with one torch thread (``benchmarks/decision_latency.py``;
-    on a shared CPU, more intra-op threads make it several times slower).
+    bit-identical results. The default dense engine (``engine="dense"``, see ``Engine``)
+    fits BoTorch's model in closed-form NumPy, draws nothing and runs without a lock, and a
+    fit of the same observations is reused within a request (``FIT_CACHE``: ``choose`` at a
+    stage's end reuses ``decide``'s). The GPyTorch engine (``engine="gpytorch"``, and the
+    dense engine's fallback) seeds torch's RNG inside ``fork_rng`` (only used by botorch's
+    retry after a failed fit) and fits one at a time per process, because warning filters and
+    the RNG are process-wide. A decision costs one GP fit: 8x less CPU with the dense engine
+    (``benchmarks/decision_latency.py --compare``: 47 against 5.8 decisions per CPU-second on
+    a machine at load 9; 30 for the GPyTorch engine on a quiet one).
 
     Args:
         kappa: LCB exploration weight, in posterior standard deviations (≥ 0). 2.0 (about
@@ -270,6 +431,9 @@ class GPSearcher(SearcherBase):
             observed point, in [0, 0.5). 0.02 of a 3-decade range is ~15% in LR.
         grid_size: number of grid points for the acquisition (≥ 2); 512 resolves 0.002
             of the range (~1.4% in LR over 3 decades).
+        engine: how the GP is fitted and queried (``Engine``): ``"dense"``, closed-form
+            NumPy on BoTorch's model, equal to ``"gpytorch"`` (BoTorch's own fit and
+            GPyTorch's posterior) to rounding at about a tenth of the CPU time.
 
     Raises:
         SearchInputError: an option out of range.
@@ -293,6 +457,7 @@ class GPSearcher(SearcherBase):
         n_init: int = 3,
         min_distance: float = 0.02,
         grid_size: int = 512,
+        engine: Engine = "dense",
     ) -> None:
         if not (isinstance(kappa, int | float) and math.isfinite(kappa) and kappa >= 0):
             raise SearchInputError(f"kappa={kappa!r} must be a finite number >= 0")
@@ -303,12 +468,16 @@ class GPSearcher(SearcherBase):
         self.kappa = float(kappa)
         self.n_init = n_init
         self.min_distance = validate_min_distance(min_distance)
+        if engine not in ENGINES:
+            raise SearchInputError(f"engine={engine!r} must be one of {ENGINES}")
         self.grid_size = grid_size
+        self.engine: Engine = engine
 
     def __repr__(self) -> str:
         return (
             f"GPSearcher(kappa={self.kappa!r}, n_init={self.n_init!r}, "
-            f"min_distance={self.min_distance!r}, grid_size={self.grid_size!r})"
+            f"min_distance={self.min_distance!r}, grid_size={self.grid_size!r}, "
+            f"engine={self.engine!r})"
         )
 
     def propose(
@@ -373,18 +542,18 @@ class GPSearcher(SearcherBase):
                 xs, n_strata=self.n_init, min_distance=self.min_distance, seed=seed
             )
             return lo + x * (hi - lo), math.inf
-        grid = torch.linspace(lo, hi, self.grid_size, dtype=_DTYPE)  # (grid_size,)
-        observed = torch.tensor(xs, dtype=_DTYPE)  # (n,)
-        nearest = (grid.unsqueeze(-1) - observed).abs().amin(dim=-1)  # (grid_size,)
+        # torch's linspace, as before the dense engine: the same grid to the last bit
+        grid = torch.linspace(lo, hi, self.grid_size, dtype=_DTYPE).numpy()  # (grid_size,)
+        observed = np.array(xs, dtype=np.float64)  # (n,)
+        nearest = np.abs(grid[:, None] - observed[None, :]).min(axis=-1)  # (grid_size,)
         allowed = nearest >= self.min_distance
         if not bool(allowed.any()):
             return min(hi, max(lo, farthest_point(xs))), 0.0
-        with _isolated(seed):
-            model = _fit(xs, ys, vs)
-            mean, std = _posterior(model, grid.unsqueeze(-1))
-            observed_mean, _ = _posterior(model, observed.unsqueeze(-1))
-        lcb = (mean - self.kappa * std).masked_fill(~allowed, math.inf)
-        best = int(torch.argmin(lcb))  # first minimum: ties go to the smallest x
+        (mean, std), (observed_mean, _) = _posterior_at(
+            self.engine, xs, ys, vs, seed, grid, observed
+        )
+        lcb = np.where(allowed, mean - self.kappa * std, math.inf)
+        best = int(np.argmin(lcb))  # first minimum: ties go to the smallest x
         gain = max(0.0, float(observed_mean.min()) - float(lcb[best]))
         return min(hi, max(lo, float(grid[best]))), gain
 
@@ -412,9 +581,7 @@ class GPSearcher(SearcherBase):
         if len(xs) < MIN_OBSERVATIONS_FOR_MEAN:
             return argmin_first(ys)
         try:
-            with _isolated(0):
-                model = _fit(xs, ys, vs)
-                mean, _ = _posterior(model, torch.tensor(xs, dtype=_DTYPE).unsqueeze(-1))
+            ((mean, _),) = _posterior_at(self.engine, xs, ys, vs, 0, np.array(xs))
         except SearchError:
             return argmin_first(ys)  # documented fallback: the raw outcomes are still valid
         return argmin_first(mean.tolist())
@@ -459,7 +626,5 @@ class GPSearcher(SearcherBase):
         for i, v in enumerate(points):
             if not (math.isfinite(v) and 0.0 <= v <= 1.0):
                 raise SearchInputError(f"at[{i}]={v!r} is outside [0, 1]")
-        with _isolated(0):
-            model = _fit(xs, ys, vs)
-            mean, std = _posterior(model, torch.tensor(points, dtype=_DTYPE).unsqueeze(-1))
+        ((mean, std),) = _posterior_at(self.engine, xs, ys, vs, 0, np.array(points))
         return [float(v) for v in mean], [float(v) for v in std]

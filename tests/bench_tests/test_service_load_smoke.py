@@ -34,6 +34,8 @@ def test_service_load_smoke(tmp_path: Path) -> None:
             "--cadence",
             "0.2",
             "--no-warm-up",
+            "--workers",
+            "1",
             "--json",
             str(out),
         ],
@@ -48,10 +50,12 @@ def test_service_load_smoke(tmp_path: Path) -> None:
     assert "server settings:" in proc.stdout and "targets:" in proc.stdout, proc.stdout
 
     data = json.loads(out.read_text())
-    assert data["meta"]["server_settings"]["workers"] == 1
+    assert data["meta"]["workers_list"] == [1]
     assert data["skipped"] == []
     (row,) = data["rows"]
-    assert (row["backend"], row["jobs"]) == ("sqlite", 3)
+    assert (row["backend"], row["jobs"], row["workers"]) == ("sqlite", 3, 1)
+    (memory,) = row["worker_memory_mib"]["idle"]  # one worker: the server process itself
+    assert 0 < memory["uss_mib"] <= memory["rss_mib"]
     assert row["errors"] == 0 and row["errors_by_kind"] == {}, row["error_samples"]
     assert row["jobs_created"] == 3
     assert row["reports"] >= 6  # each job reported more than once

@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import given, settings
@@ -395,16 +395,23 @@ def test_choose_uses_argmin_below_three_observations(monkeypatch: pytest.MonkeyP
     assert GPSearcher().choose([0.2, 0.8], [1.0, 0.5]) == 1
 
 
+@pytest.mark.parametrize("engine", ["dense", "gpytorch"])
 def test_ties_in_the_acquisition_go_to_the_smallest_allowed_x(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, engine: Literal["dense", "gpytorch"]
 ) -> None:
+    import numpy as np
     import torch
 
     def flat(model: object, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.zeros(points.shape[0]), torch.ones(points.shape[0])
 
+    def flat_dense(model: object, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(points.shape[0]), np.ones(points.shape[0])
+
     monkeypatch.setattr("autolr.search._gp._posterior", flat)
-    x = GPSearcher(grid_size=101).propose([0.0, 0.5, 1.0], [1.0, 1.0, 1.0], seed=0)
+    monkeypatch.setattr("autolr.search._dense.DenseGP.posterior", flat_dense)
+    searcher = GPSearcher(grid_size=101, engine=engine)
+    x = searcher.propose([0.0, 0.5, 1.0], [1.0, 1.0, 1.0], seed=0)
     assert x == pytest.approx(0.02)  # grid step 0.01; 0.0 and 0.01 are within 0.02 of 0.0
 
 
@@ -422,9 +429,10 @@ def test_a_failed_fit_is_a_search_error_and_choose_falls_back_to_argmin(
 
     monkeypatch.setattr("autolr.search._gp.fit_gpytorch_mll", give_up)
     x_unit, y = [0.1, 0.5, 0.9], [3.0, 1.0, 2.0]
+    searcher = GPSearcher(engine="gpytorch")  # the dense engine's failures end up here too
     with pytest.raises(SearchError, match=r"GP fit failed on 3 observations.*ModelFittingError"):
-        GPSearcher().propose(x_unit, y, seed=0)
-    assert GPSearcher().choose(x_unit, y) == 1
+        searcher.propose(x_unit, y, seed=0)
+    assert searcher.choose(x_unit, y) == 1
     # the space-filling phase needs no fit
     assert 0.0 <= GPSearcher().propose([0.5], [1.0], seed=0) <= 1.0
 
