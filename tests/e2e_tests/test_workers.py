@@ -19,6 +19,7 @@ from autolr.config import TunerConfig
 from autolr.controller import Controller
 from autolr.server.settings import Settings
 from autolr.server.testing import ServerProcess
+from autolr.server.views import SegmentPublic, as_public
 from autolr.simulate import NoisyQuadratic, run_job
 
 CONFIG = TunerConfig(
@@ -75,7 +76,7 @@ def test_two_workers_serve_concurrent_jobs_to_the_end(
         embedded = Controller(config)
         run_job(embedded, NoisyQuadratic(seed=seed))
         assert served["status"] == "finished"
-        return served["segments"], [s.model_dump(mode="json") for s in embedded.segments]
+        return served["segments"], as_public(SegmentPublic, embedded.segments)
 
     with ThreadPoolExecutor(4) as pool:
         for served, expected in pool.map(one_job, range(4)):

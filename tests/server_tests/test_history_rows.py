@@ -21,6 +21,7 @@ from autolr.server import db
 from autolr.server.metrics import Metrics
 from autolr.server.service import JobService
 from autolr.server.store import SqlStore, dumps
+from autolr.server.views import SegmentPublic, StagePublic
 from autolr.simulate import NoisyQuadratic
 
 OPEN: dict[str, Any] = {
@@ -148,8 +149,9 @@ def test_the_api_reads_the_history_from_its_rows(make_client: Any) -> None:
         assert embedded.report(report) == inst
     detail = client.get(f"/v1/jobs/{created['job_id']}", headers=bearer(created["token"])).json()
     record = embedded.record()
-    for key in ("stages", "segments", "branches"):
-        assert detail[key] == record[key], key
+    views = {"stages": StagePublic, "segments": SegmentPublic, "branches": SegmentPublic}
+    for key, view in views.items():  # the API answers the public views of the records
+        assert detail[key] == [view.of(r).model_dump(mode="json") for r in record[key]], key
     assert detail["schedule"] == [s["instruction"] for s in record["segments"]]
 
 
