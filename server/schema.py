@@ -40,12 +40,18 @@ jobs = sa.Table(
     sa.Index("ix_jobs_created_at", "created_at"),
 )
 
+
+def _job_key() -> sa.Column[str]:
+    """The key of a job's child rows (reports, history): deleted with the job."""
+    return sa.Column(
+        "job_id", sa.String(64), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
 reports = sa.Table(
     "reports",
     metadata,
-    sa.Column(
-        "job_id", sa.String(64), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    ),
+    _job_key(),
     sa.Column("segment", sa.Integer, primary_key=True),
     sa.Column("report", sa.Text, nullable=False),
     sa.Column("answer", sa.Text, nullable=False),
@@ -57,9 +63,7 @@ reports = sa.Table(
 segment_log = sa.Table(
     "segment_log",
     metadata,
-    sa.Column(
-        "job_id", sa.String(64), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    ),
+    _job_key(),
     sa.Column("segment", sa.Integer, primary_key=True),
     sa.Column("position", sa.Integer, primary_key=True),
     sa.Column("record", sa.Text, nullable=False),
@@ -71,9 +75,7 @@ segment_log = sa.Table(
 stage_log = sa.Table(
     "stage_log",
     metadata,
-    sa.Column(
-        "job_id", sa.String(64), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    ),
+    _job_key(),
     sa.Column("stage", sa.Integer, primary_key=True),
     sa.Column("segment", sa.Integer, nullable=False),
     sa.Column("record", sa.Text, nullable=False),
